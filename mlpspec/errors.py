@@ -1,0 +1,52 @@
+"""User-facing errors.
+
+Everything a user can get wrong (a spec, a data file, a model file, a CLI
+argument) ends in an `MlpspecError`. The CLI prints its message and exits
+with code 2; anything else escaping is a bug in mlpspec.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Problem:
+    """One thing wrong with an input: where it is and what was wrong.
+
+    `source` names the file (or "--set" for a command-line override), `path`
+    the dotted key inside it (`network.layers[2].units`; empty for the whole
+    file) and `message` what was expected and what was found.
+    """
+
+    source: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}: {self.path}" if self.path else self.source
+        return f"{where}: {self.message}"
+
+
+class MlpspecError(Exception):
+    """Base class of errors caused by user input or the environment."""
+
+
+class SpecError(MlpspecError):
+    """A spec (file plus overrides) failed validation; holds every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class DataError(MlpspecError):
+    """A dataset could not be read or failed its checks."""
+
+
+class DownloadError(DataError):
+    """Every mirror failed for a dataset file."""
+
+
+class TrainingError(MlpspecError):
+    """Training could not continue (for example it diverged to NaN)."""
