@@ -1,0 +1,366 @@
+"""Load a dataset from its files into checked arrays: `RawDataset`.
+
+Four sources, one result:
+
+- `load_builtin`: a dataset from `mlpspec.data.sources`, fetched and verified;
+- `load_idx`: four IDX files (gzip or raw);
+- `load_npz`: a train and a test `.npz`, each with arrays `x` and `y`;
+- `load_csv`: a train and a test CSV, one sample a line, a label column plus
+  the feature columns.
+
+Every loader runs the same checks and fails with a `DataError` naming the
+file (and, inside an `.npz`, the array): at least one sample; numeric,
+finite features with the same per-sample shape in train and test; one label
+per sample, integral and in `[0, classes)`. Nothing here scales or reshapes
+features; that is preprocessing's job.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import types
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import attrs
+import numpy as np
+
+from mlpspec.data.download import dataset_dir, fetch_file, mirror_order, read_verified
+from mlpspec.data.idx import GZIP_MAGIC, gunzip, read_idx
+from mlpspec.data.sources import get_builtin
+from mlpspec.errors import DataError
+
+
+@attrs.frozen(eq=False)
+class RawDataset:
+    """A checked train/test split, as read from disk.
+
+    `x_train` is `(n_train, *sample_shape)` and `x_test` `(n_test, *sample_shape)`
+    in the file's dtype (uint8 for MNIST, float64 from CSV); `y_train` `(n_train,)`
+    and `y_test` `(n_test,)` are int64 in `[0, classes)`. `checksums` maps each
+    file read to the sha256 of the payload actually parsed (decompressed for IDX).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: int
+    class_names: tuple[str, ...]
+    checksums: Mapping[str, str] = attrs.field(converter=lambda m: types.MappingProxyType(dict(m)))
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def class_counts(self) -> dict[str, np.ndarray]:
+        """Samples per class: {"train": (classes,), "test": (classes,)} int64."""
+        return {
+            "train": np.bincount(self.y_train, minlength=self.classes),
+            "test": np.bincount(self.y_test, minlength=self.classes),
+        }
+
+    def describe(self) -> str:
+        """A human-readable summary: counts, shapes, dtypes, class balance."""
+        counts = self.class_counts()
+        width = max(len(n) for n in self.class_names)
+        lines = [
+            f"{self.name}: {self.classes} classes, samples of shape {self.sample_shape} "
+            f"({self.x_train.dtype})",
+            f"  train: {len(self.y_train)} samples",
+            f"  test:  {len(self.y_test)} samples",
+            f"  {'class':<{width}}  {'train':>7}  {'test':>7}",
+        ]
+        for k, class_name in enumerate(self.class_names):
+            train_share = counts["train"][k] / len(self.y_train)
+            lines.append(
+                f"  {class_name:<{width}}  {counts['train'][k]:>7}  {counts['test'][k]:>7}"
+                f"  ({train_share:.1%} of train)"
+            )
+        lines += [f"  sha256 {digest}  {file}" for file, digest in self.checksums.items()]
+        return "\n".join(lines)
+
+
+def load_builtin(
+    name: str,
+    extra_mirrors: Sequence[str] = (),
+    *,
+    timeout: float = 30,
+    log: Callable[[str], None] | None = None,
+) -> RawDataset:
+    """Load a built-in dataset, fetching any file not already cached and verified.
+
+    Each cached file is read once: its bytes are hashed and parsed from the
+    same buffer.
+    """
+    dataset = get_builtin(name)
+    dest_dir = dataset_dir(name)
+    arrays = {}
+    checksums = {}
+    for role, remote in dataset.files.items():
+        path = dest_dir / remote.filename
+        payload = read_verified(path, remote, log=log)
+        if payload is None:
+            mirrors = mirror_order(dataset, extra_mirrors)
+            fetch_file(remote, mirrors, dest_dir, timeout=timeout, log=log)
+            payload = read_verified(path, remote, log=log)
+            if payload is None:  # replaced or removed by someone else meanwhile
+                raise DataError(f"{path}: changed on disk right after it was verified")
+        arrays[role] = read_idx(payload, name=str(path))
+        checksums[remote.filename] = remote.sha256
+    names = {role: str(dest_dir / remote.filename) for role, remote in dataset.files.items()}
+    return _checked(
+        name,
+        train=_Split(arrays["train_images"], arrays["train_labels"], names["train_images"], names["train_labels"]),
+        test=_Split(arrays["test_images"], arrays["test_labels"], names["test_images"], names["test_labels"]),
+        classes=dataset.classes,
+        class_names=dataset.class_names,
+        checksums=checksums,
+    )
+
+
+def load_idx(
+    train_images: str | Path,
+    train_labels: str | Path,
+    test_images: str | Path,
+    test_labels: str | Path,
+    *,
+    classes: int,
+    name: str | None = None,
+    class_names: Sequence[str] | None = None,
+) -> RawDataset:
+    """Load four IDX files (each gzip or raw) into a checked `RawDataset`."""
+    arrays = {}
+    checksums = {}
+    for path in (train_images, train_labels, test_images, test_labels):
+        payload = _read_bytes(path, "IDX file")
+        if payload[:2] == GZIP_MAGIC:
+            payload = gunzip(payload, name=str(path))
+        arrays[path] = read_idx(payload, name=str(path))
+        checksums[str(path)] = hashlib.sha256(payload).hexdigest()
+    return _checked(
+        name or Path(train_images).name,
+        train=_Split(arrays[train_images], arrays[train_labels], str(train_images), str(train_labels)),
+        test=_Split(arrays[test_images], arrays[test_labels], str(test_images), str(test_labels)),
+        classes=classes,
+        class_names=class_names,
+        checksums=checksums,
+    )
+
+
+def load_npz(
+    train: str | Path,
+    test: str | Path,
+    *,
+    classes: int,
+    name: str | None = None,
+    class_names: Sequence[str] | None = None,
+) -> RawDataset:
+    """Load a train and a test `.npz`, each holding `x` (n, ...) and `y` (n,)."""
+    splits = {}
+    checksums = {}
+    for path in (train, test):
+        data = _read_bytes(path, ".npz file")
+        checksums[str(path)] = hashlib.sha256(data).hexdigest()
+        splits[path] = _read_npz(path, data)
+    return _checked(
+        name or Path(train).stem,
+        train=splits[train],
+        test=splits[test],
+        classes=classes,
+        class_names=class_names,
+        checksums=checksums,
+    )
+
+
+def load_csv(
+    train: str | Path,
+    test: str | Path,
+    *,
+    classes: int,
+    label_column: int = 0,
+    header: bool = False,
+    name: str | None = None,
+    class_names: Sequence[str] | None = None,
+) -> RawDataset:
+    """Load a train and a test CSV: comma-separated, one sample per line.
+
+    Column `label_column` (negative counts from the end) holds the label,
+    every other column a feature; `header=True` skips the first line.
+    Features come back as float64 of shape `(n_samples, n_columns - 1)`.
+    """
+    splits = {}
+    checksums = {}
+    for path in (train, test):
+        data = _read_bytes(path, "CSV file")
+        checksums[str(path)] = hashlib.sha256(data).hexdigest()
+        splits[path] = _read_csv(path, data, label_column=label_column, header=header)
+    return _checked(
+        name or Path(train).stem,
+        train=splits[train],
+        test=splits[test],
+        classes=classes,
+        class_names=class_names,
+        checksums=checksums,
+    )
+
+
+@attrs.frozen(eq=False)
+class _Split:
+    """Features and labels of one split, with the names errors should use."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_source: str
+    y_source: str
+
+
+def _read_bytes(path: str | Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+
+
+def _read_npz(path: str | Path, data: bytes) -> _Split:
+    try:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz archive ({exc})") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: expected an .npz archive with arrays x and y, found a single .npy array")
+    with archive:
+        missing = [key for key in ("x", "y") if key not in archive.files]
+        if missing:
+            found = ", ".join(archive.files) or "nothing"
+            raise DataError(f"{path}: expected arrays x and y, missing {' and '.join(missing)} (found {found})")
+        arrays = {}
+        for key in ("x", "y"):
+            try:
+                arrays[key] = archive[key]
+            except ValueError as exc:  # object arrays need pickle, which we refuse
+                raise DataError(f"{path}: {key}: cannot be loaded without pickle ({exc})") from exc
+            except (OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise DataError(f"{path}: {key}: corrupt array ({exc})") from exc
+    return _Split(arrays["x"], arrays["y"], f"{path}: x", f"{path}: y")
+
+
+def _read_csv(path: str | Path, data: bytes, *, label_column: int, header: bool) -> _Split:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty file warns; checked below
+            table = np.loadtxt(
+                io.StringIO(text), delimiter=",", skiprows=int(header), dtype=np.float64, ndmin=2, comments=None
+            )
+    except ValueError as exc:
+        raise _csv_problem(path, text, header) or DataError(f"{path}: {exc}") from exc
+    if table.shape[0] == 0:
+        raise DataError(f"{path}: contains no samples")
+    n_columns = table.shape[1]
+    if n_columns < 2:
+        raise DataError(f"{path}: expected a label column and at least one feature column, found {n_columns} column")
+    if not -n_columns <= label_column < n_columns:
+        raise DataError(f"{path}: label_column {label_column} is out of range for {n_columns} columns")
+    y = table[:, label_column]
+    x = np.delete(table, label_column, axis=1)
+    return _Split(x, y, f"{path}: features", f"{path}: column {label_column % n_columns + 1} (labels)")
+
+
+def _csv_problem(path: str | Path, text: str, header: bool) -> DataError | None:
+    """Find the first ragged line or non-numeric cell, with 1-based line and column."""
+    reader = csv.reader(io.StringIO(text))
+    width = None
+    for row in reader:
+        if header and reader.line_num == 1 or not row:
+            continue
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            return DataError(f"{path}: line {reader.line_num}: expected {width} columns, found {len(row)}")
+        for column, cell in enumerate(row, start=1):
+            try:
+                float(cell)
+            except ValueError:
+                return DataError(f"{path}: line {reader.line_num}, column {column}: expected a number, found {cell!r}")
+    return None
+
+
+def _checked(
+    name: str,
+    *,
+    train: _Split,
+    test: _Split,
+    classes: int,
+    class_names: Sequence[str] | None,
+    checksums: Mapping[str, str],
+) -> RawDataset:
+    """Run every check on both splits and build the `RawDataset`."""
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+        raise DataError(f"{name}: classes must be an integer of at least 2, found {classes!r}")
+    if class_names is None:
+        class_names = tuple(str(k) for k in range(classes))
+    elif len(class_names) != classes:
+        raise DataError(f"{name}: {classes} classes but {len(class_names)} class names")
+    y_train = _checked_split(train, classes)
+    y_test = _checked_split(test, classes)
+    if train.x.shape[1:] != test.x.shape[1:]:
+        raise DataError(
+            f"{test.x_source}: samples have shape {test.x.shape[1:]}, "
+            f"but {train.x_source} has {train.x.shape[1:]}"
+        )
+    return RawDataset(
+        name=name,
+        x_train=train.x,
+        y_train=y_train,
+        x_test=test.x,
+        y_test=y_test,
+        classes=classes,
+        class_names=tuple(class_names),
+        checksums=checksums,
+    )
+
+
+def _checked_split(split: _Split, classes: int) -> np.ndarray:
+    """Check one split; return its labels as int64 `(n_samples,)`."""
+    x, y = split.x, split.y
+    if x.dtype.kind not in "uif":
+        raise DataError(f"{split.x_source}: expected numeric features, found dtype {x.dtype}")
+    if x.ndim < 2:
+        raise DataError(f"{split.x_source}: expected shape (n_samples, ...features), found {x.shape}")
+    if len(x) == 0:
+        raise DataError(f"{split.x_source}: contains no samples")
+    if x.dtype.kind == "f":
+        finite = np.isfinite(x).reshape(len(x), -1).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise DataError(
+                f"{split.x_source}: expected finite values, found NaN or infinity "
+                f"in {len(bad)} samples (first: sample {bad[0]})"
+            )
+    if y.ndim != 1:
+        raise DataError(f"{split.y_source}: expected labels of shape (n_samples,), found {y.shape}")
+    if len(y) != len(x):
+        raise DataError(f"{split.y_source}: {len(y)} labels for {len(x)} samples in {split.x_source}")
+    if y.dtype.kind == "f":
+        integral = np.isfinite(y) & (y == np.round(y))
+        if not integral.all():
+            first = int(np.flatnonzero(~integral)[0])
+            raise DataError(f"{split.y_source}: labels must be integers, found {y[first]} at sample {first}")
+    elif y.dtype.kind not in "ui":
+        raise DataError(f"{split.y_source}: labels must be integers, found dtype {y.dtype}")
+    outside = (y < 0) | (y >= classes)
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        raise DataError(
+            f"{split.y_source}: labels must be in [0, {classes}), found {y[first]} at sample {first}"
+        )
+    return y.astype(np.int64)

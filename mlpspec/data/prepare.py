@@ -1,0 +1,179 @@
+"""From a `[data]` spec to network-ready arrays: load, split, scale, encode.
+
+    raw = load_raw(spec.data, base_dir)          # checked arrays as on disk
+    data = prepare(raw, spec.data, seed, dtype)  # splits, scaling, targets
+
+Scaling statistics (`standardize`) are fitted on the training split only, after
+the validation samples were taken out of it, so no evaluation sample leaks
+into training. The validation split is reproducible from the root seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import numpy as np
+
+from mlpspec import rng
+from mlpspec.data.load import RawDataset, load_builtin, load_csv, load_idx, load_npz
+from mlpspec.errors import DataError
+from mlpspec.spec import model
+
+
+def load_raw(data: model.DataSpec, base_dir: Path,
+             log: Callable[[str], None] | None = None) -> RawDataset:
+    """Read the dataset a spec declares; relative paths are taken from `base_dir`."""
+    source = data.source
+    match source:
+        case model.BuiltinSource():
+            return load_builtin(model.SOURCES_BY_CLASS[type(source)], source.mirrors, log=log)
+        case model.IdxSource():
+            return load_idx(base_dir / source.train_images, base_dir / source.train_labels,
+                            base_dir / source.test_images, base_dir / source.test_labels,
+                            classes=source.classes)
+        case model.NpzSource():
+            return load_npz(base_dir / source.train, base_dir / source.test, classes=source.classes)
+        case model.CsvSource():
+            return load_csv(base_dir / source.train, base_dir / source.test, classes=source.classes,
+                            label_column=source.label_column, header=source.header)
+    raise TypeError(f"unhandled data source {type(source).__name__}")  # a bug, not user input
+
+
+@attrs.frozen
+class Scaling:
+    """The input transform applied to every split (and stored with exported models).
+
+    `x_scaled = (x - offset) / scale`, with `offset` and `scale` scalars or
+    per-feature arrays of shape `(n_features,)`.
+    """
+
+    kind: str
+    offset: np.ndarray
+    scale: np.ndarray
+
+    def apply(self, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        out = np.asarray(x, dtype=dtype)
+        if self.kind == "none":
+            return out.copy() if out is x else out
+        out = out - self.offset.astype(dtype)
+        out /= self.scale.astype(dtype)
+        return out
+
+
+@attrs.frozen(eq=False)
+class Prepared:
+    """Network-ready splits.
+
+    `x_*` are `(n, n_features)` in the compute dtype; `y_*` are int64 labels
+    `(n,)`; `t_train` are the training targets the loss sees: one-hot
+    `(n, classes)` in the compute dtype, or the labels themselves.
+    Validation arrays are empty (0 rows) when the spec takes no validation set.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    t_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: int
+    class_names: tuple[str, ...]
+    sample_shape: tuple[int, ...]
+    scaling: Scaling
+
+
+def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dtype) -> Prepared:
+    """Split off validation, fit and apply scaling, flatten, encode targets."""
+    dtype = np.dtype(dtype)
+    x_train, y_train, x_test, y_test = raw.x_train, raw.y_train, raw.x_test, raw.y_test
+    x_val = x_train[:0]
+    y_val = y_train[:0]
+    validation = data.validation
+    if validation.take_from != "none":
+        pool = "test" if validation.take_from == "test" else "train"
+        labels = y_test if pool == "test" else y_train
+        keep, held = split_indices(labels, validation.size, stratify=validation.stratify,
+                                   shuffle=validation.shuffle,
+                                   generator=rng.generator(seed, "validation-split"),
+                                   what=f"data.validation.size ({raw.name} {pool} set)")
+        if pool == "test":
+            x_val, y_val, x_test, y_test = x_test[held], y_test[held], x_test[keep], y_test[keep]
+        else:
+            x_val, y_val, x_train, y_train = x_train[held], y_train[held], x_train[keep], y_train[keep]
+
+    flatten = data.preprocess.flatten
+
+    def shaped(x: np.ndarray) -> np.ndarray:
+        return x.reshape(len(x), -1) if flatten else x
+
+    x_train, x_val, x_test = shaped(x_train), shaped(x_val), shaped(x_test)
+    if x_train.ndim != 2:
+        raise DataError(f"data.preprocess.flatten: dense layers take flat inputs and "
+                        f"{raw.name} samples have shape {raw.sample_shape}; set flatten = true")
+    scaling = fit_scaling(data.preprocess.scale, x_train)
+    x_train, x_val, x_test = (scaling.apply(x, dtype) for x in (x_train, x_val, x_test))
+    if data.preprocess.one_hot:
+        t_train = one_hot(y_train, raw.classes, dtype)
+    else:
+        t_train = y_train
+    return Prepared(x_train, y_train, t_train, x_val, y_val, x_test, y_test, raw.classes,
+                    raw.class_names, raw.sample_shape, scaling)
+
+
+def fit_scaling(kind: str, x_train: np.ndarray) -> Scaling:
+    """The scaling `kind` fitted on the training features `(n, n_features)`."""
+    if kind == "unit":
+        return Scaling(kind, np.array(0.0), np.array(255.0))
+    if kind == "standardize":
+        mean = x_train.mean(axis=0, dtype=np.float64)
+        std = x_train.std(axis=0, dtype=np.float64)
+        # A constant feature (MNIST's border pixels) carries no information:
+        # scale 1 keeps it at 0 instead of dividing by zero.
+        std[std == 0.0] = 1.0
+        return Scaling(kind, mean, std)
+    return Scaling("none", np.array(0.0), np.array(1.0))
+
+
+def one_hot(labels: np.ndarray, classes: int, dtype: np.dtype) -> np.ndarray:
+    """`(n,)` integer labels to `(n, classes)` one-hot rows."""
+    out = np.zeros((len(labels), classes), dtype=dtype)
+    out[np.arange(len(labels)), labels] = 1
+    return out
+
+
+def split_indices(labels: np.ndarray, size: int | float, *, stratify: bool, shuffle: bool,
+                  generator: np.random.Generator, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Indices `(kept, held_out)` taking `size` samples (a count or a fraction) out.
+
+    Both index arrays are sorted, so the samples keep their file order.
+    Stratified splits hold out each class in proportion to its share.
+    """
+    n = len(labels)
+    count = int(round(size * n)) if isinstance(size, float) else int(size)
+    if not 0 < count < n:
+        raise DataError(f"{what}: expected between 1 and {n - 1} samples, found {size!r} "
+                        f"({count} of {n})")
+    if stratify:
+        classes, per_class = np.unique(labels, return_counts=True)
+        quota = per_class * count / n
+        take = np.floor(quota).astype(np.int64)
+        # Largest remainders get the samples the floors left over.
+        leftover = count - int(take.sum())
+        take[np.argsort(-(quota - take), kind="stable")[:leftover]] += 1
+        held_parts = []
+        for cls, k in zip(classes, take):
+            members = np.flatnonzero(labels == cls)
+            if shuffle:
+                members = generator.permutation(members)
+            held_parts.append(members[:k])
+        held = np.sort(np.concatenate(held_parts))
+    elif shuffle:
+        held = np.sort(generator.permutation(n)[:count])
+    else:
+        held = np.arange(count)
+    mask = np.ones(n, dtype=bool)
+    mask[held] = False
+    return np.flatnonzero(mask), held

@@ -1,0 +1,63 @@
+"""Time one training step (forward, loss, backward, momentum update) on random data.
+
+    python -m mlpspec.nn.benchmark [784,256,128,10] [batch_size] [steps]
+
+Prints milliseconds per step and the projected seconds per MNIST epoch
+(60000 samples). Belongs with the other benchmarks in tools/ once that exists.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from mlpspec.nn.layers import Network
+from mlpspec.nn.losses import LOSSES
+from mlpspec.nn.optim import OPTIMIZERS
+
+
+def time_step(sizes: list[int], batch_size: int = 128, steps: int = 300, dtype=np.float32, seed: int = 0) -> float:
+    """Median-of-3 seconds per training step for a ReLU MLP with `sizes` (input first)."""
+    rng = np.random.default_rng(seed)
+    specs = []
+    for units in sizes[1:-1]:
+        specs += [("dense.v1", {"units": units}), ("relu.v1", {})]
+    specs.append(("dense.v1", {"units": sizes[-1]}))
+    net = Network.build(specs, sizes[0], rng, dtype)
+    loss = LOSSES["softmax_cross_entropy.v1"]()
+    optimizer = OPTIMIZERS["momentum.v1"](momentum=0.9)
+    params = [p for _, p in net.parameters()]
+    names = [name for name, _ in net.parameters()]
+    X = rng.random((batch_size, sizes[0]), dtype=dtype)
+    T = rng.integers(0, sizes[-1], batch_size)
+
+    def step():
+        Z, backprop = net.forward(X, training=True)
+        _, dZ = loss(Z, T)
+        _, grads = backprop(dZ)
+        optimizer.step(params, [grads[name] for name in names], 0.01)
+
+    for _ in range(20):
+        step()
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        runs.append((time.perf_counter() - start) / steps)
+    return sorted(runs)[1]
+
+
+def main(argv: list[str]) -> None:
+    sizes = [int(s) for s in argv[0].split(",")] if argv else [784, 256, 128, 10]
+    batch_size = int(argv[1]) if len(argv) > 1 else 128
+    steps = int(argv[2]) if len(argv) > 2 else 300
+    seconds = time_step(sizes, batch_size, steps)
+    epoch = seconds * -(-60000 // batch_size)
+    print(f"{'-'.join(map(str, sizes))} batch {batch_size}: {seconds * 1e3:.3f} ms/step, {epoch:.2f} s/epoch")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

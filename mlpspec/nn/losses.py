@@ -1,0 +1,94 @@
+"""Losses: `loss(Z, T) -> (value, dZ)` on the network outputs Z `(n_samples, k)`.
+
+`value` is a Python float, the mean over the batch; `dZ` `(n_samples, k)` is its
+gradient with respect to Z, in Z's dtype. Targets T are integer labels
+`(n_samples,)` or one-hot / probability rows `(n_samples, k)`.
+
+    softmax_cross_entropy.v1(label_smoothing=0.0)
+        Softmax fused with cross-entropy, computed through log-sum-exp:
+            value = -mean_i sum_k T'_ik log softmax(Z_i)_k
+            dZ    = (softmax(Z) - T') / n
+        with smoothed targets T' = (1 - eps) T + eps / k.
+    mse.v1()
+        The tutorial's quadratic cost on raw outputs, one-hot targets only:
+            value = mean_i 0.5 * sum_k (Z_ik - T_ik)^2
+            dZ    = (Z - T) / n
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def log_softmax(Z: np.ndarray) -> np.ndarray:
+    """Row-wise log softmax of Z `(n_samples, k)`, stable for any magnitude."""
+    shifted = Z - Z.max(axis=1, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return shifted
+
+
+def probabilities(Z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of Z `(n_samples, k)`: class probabilities, rows sum to 1."""
+    P = Z - Z.max(axis=1, keepdims=True)
+    np.exp(P, out=P)
+    P /= P.sum(axis=1, keepdims=True)
+    return P
+
+
+def _one_hot_like(T: np.ndarray, Z: np.ndarray, loss_name: str) -> np.ndarray:
+    if T.shape != Z.shape:
+        raise ValueError(f"{loss_name}: targets of shape {T.shape} do not match outputs {Z.shape}")
+    return T if T.dtype == Z.dtype else T.astype(Z.dtype)
+
+
+class SoftmaxCrossEntropy:
+    """Fused softmax + cross-entropy, mean over the batch, optional label smoothing."""
+
+    NAME = "softmax_cross_entropy.v1"
+
+    def __init__(self, label_smoothing: float = 0.0):
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"{self.NAME}: label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+
+    def __call__(self, Z: np.ndarray, T: np.ndarray) -> tuple[float, np.ndarray]:
+        n, k = Z.shape
+        eps = self.label_smoothing
+        logP = log_softmax(Z)
+        dZ = np.exp(logP)  # softmax
+        if T.ndim == 1:
+            if not np.issubdtype(T.dtype, np.integer):
+                raise ValueError(f"{self.NAME}: label targets must be integers, got {T.dtype}")
+            rows = np.arange(n)
+            picked = logP[rows, T]
+            value = -(1.0 - eps) * float(picked.mean())
+            dZ[rows, T] -= 1.0 - eps
+        else:
+            T = _one_hot_like(T, Z, self.NAME)
+            value = -(1.0 - eps) * float(np.sum(T * logP)) / n
+            dZ -= (1.0 - eps) * T
+        if eps:
+            value -= eps / k * float(logP.sum()) / n
+            dZ -= eps / k
+        dZ /= n
+        return value, dZ
+
+
+class MeanSquaredError:
+    """0.5 * squared error summed over outputs, mean over the batch; one-hot targets."""
+
+    NAME = "mse.v1"
+
+    def __call__(self, Z: np.ndarray, T: np.ndarray) -> tuple[float, np.ndarray]:
+        n = Z.shape[0]
+        T = _one_hot_like(T, Z, self.NAME)
+        dZ = Z - T
+        value = 0.5 * float(np.vdot(dZ, dZ)) / n
+        dZ /= n
+        return value, dZ
+
+
+LOSSES: dict[str, type] = {
+    "softmax_cross_entropy.v1": SoftmaxCrossEntropy,
+    "mse.v1": MeanSquaredError,
+}

@@ -1,0 +1,181 @@
+"""Optimizers, in order of increasing complexity (tinygrad style).
+
+Each optimizer has one method, `step(params, grads, lr)`, which updates the
+arrays in `params` in place from the matching `grads` (same order, shapes and
+dtype). Its state (velocities, moments, step count) lives in the optimizer,
+allocated lazily on the first step with the params' dtype, and round-trips
+through `state_dict()` / `load_state_dict()` (plain `name -> ndarray`, names
+`"<slot>.<param index>"` plus `"t"` for Adam's step count).
+
+Conventions (PyTorch's, so results can be compared):
+
+    sgd.v1                  p -= lr g
+    momentum.v1(mu=0.9)     v = mu v + g;              p -= lr v
+    nesterov.v1(mu=0.9)     v = mu v + g;              p -= lr (g + mu v)
+    adam.v1                 m = b1 m + (1-b1) g;  s = b2 s + (1-b2) g^2;  t += 1
+                            p -= lr (m / (1-b1^t)) / (sqrt(s / (1-b2^t)) + eps)
+    adamw.v1(wd=0.01)       p -= lr wd p, then the adam.v1 update
+
+Velocities start at zero, so the first momentum step equals an SGD step.
+Gradients are never modified.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from mlpspec.errors import MlpspecError
+
+
+class Optimizer:
+    """Shared plumbing: lazily allocated per-parameter slots and their export."""
+
+    NAME = "optimizer"
+    SLOTS: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.slots: dict[str, list[np.ndarray]] = {}
+        self._scratch: list[np.ndarray] = []  # not state: reused temporaries
+
+    def _init_slots(self, params: Sequence[np.ndarray]) -> None:
+        if self._scratch and len(self._scratch) == len(params):
+            return
+        for name in self.SLOTS:
+            loaded = self.slots.get(name)
+            if loaded is None:
+                self.slots[name] = [np.zeros_like(p) for p in params]
+            elif [a.shape for a in loaded] != [p.shape for p in params]:
+                raise MlpspecError(
+                    f"{self.NAME}: loaded state {name!r} has shapes {[a.shape for a in loaded]}, "
+                    f"parameters have {[p.shape for p in params]}"
+                )
+            else:
+                self.slots[name] = [a.astype(p.dtype, copy=False) for a, p in zip(loaded, params)]
+        self._scratch = [np.empty_like(p) for p in params]
+
+    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray], lr: float) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {f"{name}.{i}": a.copy() for name, arrays in self.slots.items() for i, a in enumerate(arrays)}
+
+    def load_state_dict(self, arrays: Mapping[str, np.ndarray]) -> None:
+        slots: dict[str, list[np.ndarray]] = {}
+        for name in self.SLOTS:
+            count = sum(1 for key in arrays if key.rsplit(".", 1)[0] == name)
+            slots[name] = [np.array(arrays[f"{name}.{i}"]) for i in range(count)]
+        unknown = set(arrays) - {f"{n}.{i}" for n, a in slots.items() for i in range(len(a))}
+        if unknown:
+            raise MlpspecError(f"{self.NAME}: unexpected optimizer state {sorted(unknown)}")
+        self.slots, self._scratch = slots, []
+
+
+class SGD(Optimizer):
+    NAME = "sgd.v1"
+
+    def step(self, params, grads, lr):
+        self._init_slots(params)
+        for p, g, tmp in zip(params, grads, self._scratch):
+            p -= np.multiply(g, lr, out=tmp)
+
+
+class Momentum(Optimizer):
+    NAME, SLOTS = "momentum.v1", ("velocity",)
+
+    def __init__(self, momentum: float = 0.9):
+        super().__init__()
+        self.momentum = float(momentum)
+
+    def step(self, params, grads, lr):
+        self._init_slots(params)
+        for p, g, v, tmp in zip(params, grads, self.slots["velocity"], self._scratch):
+            v *= self.momentum
+            v += g
+            p -= np.multiply(v, lr, out=tmp)
+
+
+class Nesterov(Momentum):
+    NAME = "nesterov.v1"
+
+    def step(self, params, grads, lr):
+        self._init_slots(params)
+        for p, g, v, tmp in zip(params, grads, self.slots["velocity"], self._scratch):
+            v *= self.momentum
+            v += g
+            np.multiply(v, self.momentum, out=tmp)
+            tmp += g
+            tmp *= lr
+            p -= tmp
+
+
+class Adam(Optimizer):
+    NAME, SLOTS = "adam.v1", ("m", "s")
+
+    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8):
+        super().__init__()
+        self.beta1, self.beta2, self.epsilon = float(beta1), float(beta2), float(epsilon)
+        self.t = 0
+
+    def step(self, params, grads, lr):
+        self._init_slots(params)
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        step_size = lr / (1.0 - b1**self.t)
+        root_correction = math.sqrt(1.0 - b2**self.t)
+        for p, g, m, s, tmp in zip(params, grads, self.slots["m"], self.slots["s"], self._scratch):
+            m *= b1
+            m += np.multiply(g, 1.0 - b1, out=tmp)
+            s *= b2
+            np.multiply(g, g, out=tmp)
+            tmp *= 1.0 - b2
+            s += tmp
+            # denominator sqrt(s / (1 - b2^t)) + eps, as sqrt(s) / sqrt(1 - b2^t) + eps
+            np.sqrt(s, out=tmp)
+            tmp /= root_correction
+            tmp += self.epsilon
+            np.divide(m, tmp, out=tmp)
+            tmp *= step_size
+            p -= tmp
+
+    def state_dict(self):
+        return {**super().state_dict(), "t": np.array(self.t, dtype=np.int64)}
+
+    def load_state_dict(self, arrays):
+        arrays = dict(arrays)
+        self.t = int(arrays.pop("t", 0))
+        super().load_state_dict(arrays)
+
+
+class AdamW(Adam):
+    NAME = "adamw.v1"
+
+    def __init__(self, beta1=0.9, beta2=0.999, epsilon=1e-8, weight_decay: float = 0.01):
+        super().__init__(beta1, beta2, epsilon)
+        self.weight_decay = float(weight_decay)
+
+    def step(self, params, grads, lr):
+        for p in params:
+            p *= 1.0 - lr * self.weight_decay
+        super().step(params, grads, lr)
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd.v1": SGD,
+    "momentum.v1": Momentum,
+    "nesterov.v1": Nesterov,
+    "adam.v1": Adam,
+    "adamw.v1": AdamW,
+}
+
+
+def make_optimizer(type_name: str, params: Mapping) -> Optimizer:
+    """Construct the registered optimizer from its spec keys (learning rate excluded)."""
+    if type_name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {type_name!r}; known: {', '.join(OPTIMIZERS)}")
+    try:
+        return OPTIMIZERS[type_name](**dict(params))
+    except TypeError as error:
+        raise ValueError(f"{type_name}: {error}") from None

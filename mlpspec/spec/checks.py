@@ -1,0 +1,107 @@
+"""Checks that span several keys: does the network fit the data, the loss the output?
+
+They run after every key has passed its own checks, and report through the
+same `Reporter`, so a spec's problems all arrive together. What can only be
+known by reading local data files (their feature count) is checked when the
+data is loaded instead.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from mlpspec.data.sources import BUILTIN_DATASETS
+from mlpspec.spec import model
+from mlpspec.spec.schema import Reporter
+
+
+@attrs.frozen
+class DataFacts:
+    """What the spec alone tells about its data (None: known only once loaded)."""
+
+    label: str
+    classes: int
+    sample_shape: tuple[int, ...] | None = None
+    train_samples: int | None = None
+    test_samples: int | None = None
+
+
+def data_facts(data: model.DataSpec) -> DataFacts:
+    source = data.source
+    if isinstance(source, model.BuiltinSource):
+        name = model.SOURCES_BY_CLASS[type(source)]
+        builtin = BUILTIN_DATASETS[name]
+        # A uint8 IDX label file is an 8-byte header then one byte per sample.
+        return DataFacts(name, builtin.classes, builtin.image_shape,
+                         builtin.files["train_labels"].size - 8,
+                         builtin.files["test_labels"].size - 8)
+    return DataFacts("the data", source.classes)
+
+
+def cross_check(spec: model.Spec, report: Reporter) -> None:
+    facts = data_facts(spec.data)
+    _check_inputs(spec, facts, report)
+    _check_output(spec, facts, report)
+    _check_validation(spec, facts, report)
+
+
+def _check_inputs(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:
+    if facts.sample_shape is None:
+        return
+    if not spec.data.preprocess.flatten and len(facts.sample_shape) > 1:
+        shape = "x".join(map(str, facts.sample_shape))
+        report.add("data.preprocess.flatten", f"expected true: dense layers take flat inputs "
+                   f"and {facts.label} samples are {shape}, found false")
+        return
+    features = math.prod(facts.sample_shape)
+    if spec.network.inputs != features:
+        report.add("network.inputs", f"expected {features} ({facts.label} samples flatten to "
+                   f"{features} features), found {spec.network.inputs}")
+
+
+def _check_output(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:
+    layers = spec.network.layers
+    dense = [i for i, layer in enumerate(layers) if isinstance(layer, model.DenseLayer)]
+    if not dense:
+        report.add("network.layers", "expected at least one 'dense.v1' layer, found none")
+        return
+    last = dense[-1]
+    if layers[last].units != facts.classes:
+        report.add(f"network.layers[{last}].units",
+                   f"expected {facts.classes} (the number of classes in {facts.label}; the last "
+                   f"dense layer is the output), found {layers[last].units}")
+    loss = spec.train.loss
+    if isinstance(loss, model.CrossEntropyLoss):
+        for index in range(last + 1, len(layers)):
+            name = model.LAYER_NAMES[type(layers[index])]
+            report.add(f"network.layers[{index}].type",
+                       f"expected no layer after the output layer [{last}]: "
+                       f"'softmax_cross_entropy.v1' applies softmax to its outputs itself, "
+                       f"found {name!r}")
+    if isinstance(loss, model.MseLoss) and not spec.data.preprocess.one_hot:
+        report.add("data.preprocess.one_hot", "expected true: 'mse.v1' compares the outputs "
+                   "with one-hot targets, found false")
+
+
+def _check_validation(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:
+    validation = spec.data.validation
+    if validation.take_from == "none":
+        if spec.train.early_stopping.patience > 0:
+            report.add("train.early_stopping.patience", "expected 0: early stopping needs a "
+                       f"validation set and data.validation.take_from is 'none', found "
+                       f"{spec.train.early_stopping.patience}")
+        if spec.evaluate.split == "validation":
+            report.add("evaluate.split", "expected 'test': data.validation.take_from is 'none', "
+                       "found 'validation'")
+        return
+    size = validation.size
+    if isinstance(size, float) and not 0.0 < size < 1.0:
+        report.add("data.validation.size", f"expected an integer count or a fraction in (0, 1), "
+                   f"found {size!r}")
+        return
+    available = facts.test_samples if validation.take_from == "test" else facts.train_samples
+    if isinstance(size, int) and available is not None and size >= available:
+        report.add("data.validation.size", f"expected fewer than the {available} samples of the "
+                   f"{facts.label} {validation.take_from} set (some must remain), found {size}")

@@ -1,0 +1,426 @@
+"""The spec language: what a spec file may say, as frozen attrs classes.
+
+Each class is one TOML table; each field is one key, declared with its type,
+default and meaning. `docs/spec.md` is generated from these declarations.
+Registered names carry versions (`"relu.v1"`): a name's meaning never changes,
+a new meaning gets a new name.
+
+Layer, optimizer and schedule fields are exactly the keyword arguments of the
+matching engine classes in `mlpspec.nn`, so building the engine is a table
+lookup, not a translation.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from mlpspec.spec.schema import (
+    Tagged,
+    in_range,
+    matches,
+    non_empty,
+    non_negative,
+    one_of,
+    option,
+    positive,
+)
+
+SPEC_VERSION = 1
+
+INITIALIZERS = ("normal", "he_normal", "he_uniform", "glorot_normal", "glorot_uniform")
+
+# ---------------------------------------------------------------- data
+
+
+@attrs.frozen
+class BuiltinSource:
+    """A dataset mlpspec knows: downloaded from mirrors and verified by checksum."""
+
+    mirrors: tuple[str, ...] = option((), doc=(
+        "Extra mirrors tried before the public ones (after `MLPSPEC_MIRRORS`): http(s) "
+        "URLs, `file://` URLs or directory paths, each holding the dataset's files."))
+
+
+@attrs.frozen
+class IdxSource:
+    """The four IDX files of an MNIST-like dataset (gzip or raw), paths relative to the spec."""
+
+    train_images: str = option(doc="IDX file of training images.")
+    train_labels: str = option(doc="IDX file of training labels.")
+    test_images: str = option(doc="IDX file of test images.")
+    test_labels: str = option(doc="IDX file of test labels.")
+    classes: int = option(doc="Number of classes; labels must lie in [0, classes).",
+                          checks=(in_range(2, 1_000_000),))
+
+
+@attrs.frozen
+class NpzSource:
+    """Two `.npz` archives, each holding arrays `x` (samples first) and `y` (labels)."""
+
+    train: str = option(doc="`.npz` file with the training set.")
+    test: str = option(doc="`.npz` file with the test set.")
+    classes: int = option(doc="Number of classes; labels must lie in [0, classes).",
+                          checks=(in_range(2, 1_000_000),))
+
+
+@attrs.frozen
+class CsvSource:
+    """Two CSV files: one label column plus one column per pixel."""
+
+    train: str = option(doc="CSV file with the training set.")
+    test: str = option(doc="CSV file with the test set.")
+    classes: int = option(doc="Number of classes; labels must lie in [0, classes).",
+                          checks=(in_range(2, 1_000_000),))
+    label_column: int = option(0, doc="Index of the label column.", checks=(non_negative,))
+    header: bool = option(False, doc="Whether the first line is a header to skip.")
+
+
+@attrs.frozen
+class MnistSource(BuiltinSource):
+    """MNIST handwritten digits (LeCun, Cortes, Burges): 60000 train, 10000 test, 28x28."""
+
+
+@attrs.frozen
+class FashionMnistSource(BuiltinSource):
+    """Fashion-MNIST (Zalando): 10 clothing classes, 60000 train, 10000 test, 28x28."""
+
+
+SOURCES = {
+    "mnist": MnistSource,
+    "fashion-mnist": FashionMnistSource,
+    "idx": IdxSource,
+    "npz": NpzSource,
+    "csv": CsvSource,
+}
+SOURCES_BY_CLASS = {cls: name for name, cls in SOURCES.items()}
+
+
+@attrs.frozen
+class PreprocessSpec:
+    """How raw samples become network inputs."""
+
+    scale: str = option("unit", doc=(
+        "`unit` divides by 255 (the tutorial's [0, 1] pixels); `standardize` subtracts the "
+        "per-feature mean and divides by the std, both fitted on the training split only; "
+        "`none` keeps raw values."), checks=(one_of("unit", "standardize", "none"),))
+    flatten: bool = option(True, doc="Flatten each sample to one feature vector (28x28 -> 784).")
+    one_hot: bool = option(True, doc="Encode labels as one-hot vectors (required by `mse.v1`).")
+
+
+@attrs.frozen
+class ValidationSpec:
+    """Where the validation set comes from."""
+
+    take_from: str = option("test", doc=(
+        "`test` splits the test set (the tutorial's 5000/5000), `train` holds out part of "
+        "the training set, `none` trains without validation."),
+        checks=(one_of("test", "train", "none"),))
+    size: int | float = option(5000, doc=(
+        "Validation samples: a count (integer), or a fraction of the split (float in (0, 1))."),
+        checks=(positive,))
+    stratify: bool = option(False, doc="Keep each class's share equal in both parts.")
+    shuffle: bool = option(True, doc=(
+        "Pick validation samples at random (from the seed); `false` takes the first `size`."))
+
+
+@attrs.frozen
+class DataSpec:
+    """The `[data]` table: the dataset and how it is prepared."""
+
+    source: object = option(doc="Where the data comes from.",
+                            tagged=Tagged("source", SOURCES, inline=True))
+    preprocess: PreprocessSpec = option(PreprocessSpec(), doc="Preprocessing.")
+    validation: ValidationSpec = option(ValidationSpec(), doc="Validation split.")
+
+
+# ---------------------------------------------------------------- network
+
+
+@attrs.frozen
+class DenseLayer:
+    """A fully-connected layer `Y = X @ W + b`, bias initialised to zero."""
+
+    units: int = option(doc="Number of outputs.", checks=(in_range(1, 1_000_000),))
+    init: str = option("he_normal", doc="Weight initialiser.", checks=(one_of(*INITIALIZERS),))
+    std: float = option(0.01, doc="Standard deviation of init `normal` (the tutorial's 0.01).",
+                        checks=(positive,))
+
+
+@attrs.frozen
+class ReluLayer:
+    """ReLU, `max(x, 0)` (the tutorial's activation)."""
+
+
+@attrs.frozen
+class SigmoidLayer:
+    """Logistic sigmoid."""
+
+
+@attrs.frozen
+class TanhLayer:
+    """Hyperbolic tangent."""
+
+
+@attrs.frozen
+class GeluLayer:
+    """GELU (Hendrycks & Gimpel)."""
+
+
+@attrs.frozen
+class LeakyReluLayer:
+    """Leaky ReLU: `x` for x > 0, `alpha * x` otherwise."""
+
+    alpha: float = option(0.01, doc="Slope for negative inputs.", checks=(in_range(0.0, 1.0),))
+
+
+@attrs.frozen
+class DropoutLayer:
+    """Inverted dropout: zeroes a share of inputs during training only."""
+
+    rate: float = option(doc="Share of inputs dropped.", checks=(in_range(0.0, 1.0, high_open=True),))
+
+
+@attrs.frozen
+class BatchNormLayer:
+    """Batch normalisation; running statistics are used at inference."""
+
+    momentum: float = option(0.9, doc="Weight of the old running statistics per step.",
+                             checks=(in_range(0.0, 1.0, high_open=True),))
+    epsilon: float = option(1e-5, doc="Added to the variance for stability.", checks=(positive,))
+
+
+LAYERS = {
+    "dense.v1": DenseLayer,
+    "relu.v1": ReluLayer,
+    "leaky_relu.v1": LeakyReluLayer,
+    "sigmoid.v1": SigmoidLayer,
+    "tanh.v1": TanhLayer,
+    "gelu.v1": GeluLayer,
+    "dropout.v1": DropoutLayer,
+    "batchnorm.v1": BatchNormLayer,
+}
+
+LAYER_NAMES = {cls: name for name, cls in LAYERS.items()}
+
+
+@attrs.frozen
+class NetworkSpec:
+    """The `[network]` table: the layers in order, input to output."""
+
+    inputs: int = option(doc="Number of input features (784 for flattened 28x28 images).",
+                         checks=(positive,))
+    layers: tuple[object, ...] = option(
+        doc="The layers, in order; the last dense layer's `units` is the number of classes.",
+        checks=(non_empty,), tagged=Tagged("type", LAYERS))
+
+
+# ---------------------------------------------------------------- train
+
+
+@attrs.frozen
+class CrossEntropyLoss:
+    """Softmax and cross-entropy fused (numerically stable); the tutorial's loss."""
+
+    label_smoothing: float = option(0.0, doc="Share of target mass spread over all classes.",
+                                    checks=(in_range(0.0, 1.0, high_open=True),))
+
+
+@attrs.frozen
+class MseLoss:
+    """Mean squared error on the raw outputs: mean over samples of `0.5 * sum((Z - T)**2)`."""
+
+
+LOSSES = {"softmax_cross_entropy.v1": CrossEntropyLoss, "mse.v1": MseLoss}
+
+_LR = dict(doc="Base learning rate.", checks=(positive,))
+
+
+@attrs.frozen
+class SgdOptimizer:
+    """Plain SGD, `p -= lr * g` (the tutorial's update)."""
+
+    learning_rate: float = option(0.1, **_LR)
+
+
+@attrs.frozen
+class MomentumOptimizer:
+    """SGD with momentum (PyTorch convention): `v = m*v + g; p -= lr * v`."""
+
+    learning_rate: float = option(0.1, **_LR)
+    momentum: float = option(0.9, doc="Momentum factor.", checks=(in_range(0.0, 1.0, high_open=True),))
+
+
+@attrs.frozen
+class NesterovOptimizer:
+    """Nesterov momentum (PyTorch convention): `v = m*v + g; p -= lr * (g + m*v)`."""
+
+    learning_rate: float = option(0.1, **_LR)
+    momentum: float = option(0.9, doc="Momentum factor.", checks=(in_range(0.0, 1.0, high_open=True),))
+
+
+@attrs.frozen
+class AdamOptimizer:
+    """Adam with bias correction."""
+
+    learning_rate: float = option(0.001, **_LR)
+    beta1: float = option(0.9, doc="Decay of the first moment.", checks=(in_range(0.0, 1.0, high_open=True),))
+    beta2: float = option(0.999, doc="Decay of the second moment.", checks=(in_range(0.0, 1.0, high_open=True),))
+    epsilon: float = option(1e-8, doc="Added to the denominator.", checks=(positive,))
+
+
+@attrs.frozen
+class AdamWOptimizer:
+    """Adam with decoupled weight decay (Loshchilov & Hutter)."""
+
+    learning_rate: float = option(0.001, **_LR)
+    beta1: float = option(0.9, doc="Decay of the first moment.", checks=(in_range(0.0, 1.0, high_open=True),))
+    beta2: float = option(0.999, doc="Decay of the second moment.", checks=(in_range(0.0, 1.0, high_open=True),))
+    epsilon: float = option(1e-8, doc="Added to the denominator.", checks=(positive,))
+    weight_decay: float = option(0.01, doc="Decoupled decay: `p -= lr * weight_decay * p`.",
+                                 checks=(non_negative,))
+
+
+OPTIMIZERS = {
+    "sgd.v1": SgdOptimizer,
+    "momentum.v1": MomentumOptimizer,
+    "nesterov.v1": NesterovOptimizer,
+    "adam.v1": AdamOptimizer,
+    "adamw.v1": AdamWOptimizer,
+}
+
+_WARMUP = dict(doc="Epochs of linear warm-up from 0 to the scheduled rate (may be fractional).",
+               checks=(non_negative,))
+
+
+@attrs.frozen
+class ConstantSchedule:
+    """The base learning rate throughout."""
+
+    warmup_epochs: float = option(0.0, **_WARMUP)
+
+
+@attrs.frozen
+class StepSchedule:
+    """Multiply the rate by `gamma` every `step_epochs` epochs."""
+
+    step_epochs: int = option(doc="Epochs between decays.", checks=(positive,))
+    gamma: float = option(0.1, doc="Decay factor.", checks=(in_range(0.0, 1.0, low_open=True),))
+    warmup_epochs: float = option(0.0, **_WARMUP)
+
+
+@attrs.frozen
+class ExponentialSchedule:
+    """Multiply the rate by `gamma` each epoch (applied smoothly per step)."""
+
+    gamma: float = option(doc="Decay factor per epoch.", checks=(in_range(0.0, 1.0, low_open=True),))
+    warmup_epochs: float = option(0.0, **_WARMUP)
+
+
+@attrs.frozen
+class CosineSchedule:
+    """Cosine annealing from the base rate to `min_lr` over the whole run."""
+
+    min_lr: float = option(0.0, doc="Rate at the end of training.", checks=(non_negative,))
+    warmup_epochs: float = option(0.0, **_WARMUP)
+
+
+@attrs.frozen
+class OneCycleSchedule:
+    """One-cycle policy (PyTorch's OneCycleLR, cosine): the base rate is the peak."""
+
+    pct_start: float = option(0.3, doc="Share of the run spent increasing the rate.",
+                              checks=(in_range(0.0, 1.0, low_open=True, high_open=True),))
+    div_factor: float = option(25.0, doc="Initial rate = peak / div_factor.", checks=(positive,))
+    final_div_factor: float = option(1e4, doc="Final rate = initial rate / final_div_factor.",
+                                     checks=(positive,))
+
+
+SCHEDULES = {
+    "constant.v1": ConstantSchedule,
+    "step.v1": StepSchedule,
+    "exponential.v1": ExponentialSchedule,
+    "cosine.v1": CosineSchedule,
+    "onecycle.v1": OneCycleSchedule,
+}
+
+
+@attrs.frozen
+class RegularizationSpec:
+    """Penalties and constraints; 0 turns each one off."""
+
+    l2: float = option(0.0, doc=(
+        "The tutorial's L2: `(l2 / batch_size) * W` is added to each weight gradient."),
+        checks=(non_negative,))
+    weight_decay: float = option(0.0, doc=(
+        "Decoupled weight decay for any optimizer: `W -= lr * weight_decay * W` each step."),
+        checks=(non_negative,))
+    max_norm: float = option(0.0, doc=(
+        "Max-norm constraint: each unit's incoming weight vector is rescaled to at most "
+        "this L2 norm after every step (0 = off)."), checks=(non_negative,))
+    clip_norm: float = option(0.0, doc=(
+        "Clip gradients to this global L2 norm before the step (0 = off)."),
+        checks=(non_negative,))
+
+
+@attrs.frozen
+class EarlyStoppingSpec:
+    """Stop when the validation metric stops improving; `patience = 0` turns it off."""
+
+    patience: int = option(0, doc="Epochs without improvement before stopping (0 = off).",
+                           checks=(non_negative,))
+    metric: str = option("accuracy", doc="Validation metric watched.",
+                         checks=(one_of("accuracy", "loss"),))
+    min_delta: float = option(0.0, doc="Smallest change that counts as an improvement.",
+                              checks=(non_negative,))
+    restore_best: bool = option(True, doc="Restore the weights of the best epoch at the end.")
+
+
+@attrs.frozen
+class TrainSpec:
+    """The `[train]` table: how the network is fitted."""
+
+    epochs: int = option(doc="Passes over the training set.", checks=(in_range(1, 100_000),))
+    batch_size: int = option(128, doc="Samples per mini-batch.", checks=(in_range(1, 1_000_000),))
+    precision: str = option("float32", doc="Floating-point type of the computation.",
+                            checks=(one_of("float32", "float64"),))
+    loss: object = option(CrossEntropyLoss(), doc="Loss function.", tagged=Tagged("type", LOSSES))
+    optimizer: object = option(SgdOptimizer(), doc="Optimizer.", tagged=Tagged("type", OPTIMIZERS))
+    schedule: object = option(ConstantSchedule(), doc="Learning-rate schedule.",
+                              tagged=Tagged("type", SCHEDULES))
+    regularization: RegularizationSpec = option(RegularizationSpec(), doc="Regularisation.")
+    early_stopping: EarlyStoppingSpec = option(EarlyStoppingSpec(), doc="Early stopping.")
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+@attrs.frozen
+class EvaluateSpec:
+    """The `[evaluate]` table: how the trained model is scored."""
+
+    split: str = option("test", doc="Split scored for the headline metrics.",
+                        checks=(one_of("test", "validation"),))
+    batch_size: int = option(10000, doc="Samples per inference batch.", checks=(positive,))
+    misclassified: int = option(36, doc="Misclassified examples kept for the error report.",
+                                checks=(non_negative,))
+
+
+# ---------------------------------------------------------------- the spec
+
+
+@attrs.frozen
+class Spec:
+    """A whole spec file."""
+
+    spec_version: int = option(doc=f"Version of the spec language; this mlpspec reads {SPEC_VERSION}.",
+                               checks=(one_of(SPEC_VERSION),))  # type: ignore[arg-type]
+    name: str = option(doc="Name of the experiment (used for the run folder).",
+                       checks=(matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}",
+                                       "letters, digits, '_', '.' or '-', at most 100, "
+                                       "starting with a letter or digit"),))
+    data: DataSpec = option(doc="The dataset.")
+    network: NetworkSpec = option(doc="The network.")
+    train: TrainSpec = option(doc="Training.")
+    seed: int = option(0, doc="Root seed: every random choice derives from it.",
+                       checks=(in_range(0, 2**63 - 1),))
+    evaluate: EvaluateSpec = option(EvaluateSpec(), doc="Evaluation.")
