@@ -81,6 +81,53 @@ def render(spec: SpecArg, set_: SetOption = None) -> None:
     typer.echo(render_spec(_load(spec, set_)), nl=False)
 
 
+@app.command()
+@user_errors
+def run(
+    spec: SpecArg,
+    set_: SetOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the result.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Load the data, train the network and evaluate it on the test split."""
+    from mlpspec.data.prepare import load_raw, prepare
+    from mlpspec.evaluate import evaluate
+    from mlpspec.train import build_loss, fit
+
+    loaded = _load(spec, set_)
+    say = (lambda message: None) if quiet or as_json else (lambda m: typer.echo(m, err=True))
+    raw = load_raw(loaded.data, spec.parent, log=say)
+    data = prepare(raw, loaded.data, loaded.seed, loaded.train.precision)
+    say(f"{loaded.name}: {len(data.x_train)} train, {len(data.x_val)} validation, "
+        f"{len(data.x_test)} test samples")
+
+    def on_epoch(record) -> None:
+        validation = (f"  val loss {record.val_loss:.4f} acc {record.val_accuracy:.2%}"
+                      if record.val_loss == record.val_loss else "")
+        say(f"epoch {record.epoch:3d}/{loaded.train.epochs}  loss {record.train_loss:.4f} "
+            f"acc {record.train_accuracy:.2%}{validation}  lr {record.learning_rate:.4g}  "
+            f"{record.seconds:.2f}s")
+
+    result = fit(loaded, data, on_epoch=on_epoch)
+    split = loaded.evaluate.split
+    X, y = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
+    metrics = evaluate(result.network, build_loss(loaded), X, y, data.classes,
+                       loaded.evaluate.batch_size)
+    summary = {
+        "name": loaded.name,
+        split: {"accuracy": metrics["accuracy"], "loss": metrics["loss"], "samples": metrics["samples"]},
+        "train_seconds": result.seconds,
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"{split} accuracy {metrics['accuracy']:.2%} ({metrics['samples']} samples), "
+                   f"loss {metrics['loss']:.4f}; trained {len(result.history)} epochs in "
+                   f"{result.seconds:.1f} s")
+
+
 @data_app.command("fetch")
 @user_errors
 def data_fetch(

@@ -50,8 +50,8 @@ def test_round_trip_every_dtype(tmp_path, code, compress):
 
 
 def test_truncated_payload_names_file_and_sizes():
-    header = encode_idx(np.zeros((60000, 28, 28), dtype=np.uint8)[:0])[:16]
-    data = header[:4] + (60000).to_bytes(4, "big") + header[8:] + bytes(1000)
+    header = bytes([0, 0, 0x08, 3]) + b"".join(d.to_bytes(4, "big") for d in (60000, 28, 28))
+    data = header + bytes(1000)
     with pytest.raises(DataError) as info:
         read_idx(data, name="train-images-idx3-ubyte")
     assert str(info.value) == (

@@ -28,7 +28,7 @@ def load_raw(data: model.DataSpec, base_dir: Path,
     source = data.source
     match source:
         case model.BuiltinSource():
-            return load_builtin(model.SOURCES_BY_CLASS[type(source)], source.mirrors, log=log)
+            return load_builtin(model.name_of(source), source.mirrors, log=log)
         case model.IdxSource():
             return load_idx(base_dir / source.train_images, base_dir / source.train_labels,
                             base_dir / source.test_images, base_dir / source.test_labels,

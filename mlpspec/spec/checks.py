@@ -31,7 +31,7 @@ class DataFacts:
 def data_facts(data: model.DataSpec) -> DataFacts:
     source = data.source
     if isinstance(source, model.BuiltinSource):
-        name = model.SOURCES_BY_CLASS[type(source)]
+        name = model.name_of(source)
         builtin = BUILTIN_DATASETS[name]
         # A uint8 IDX label file is an 8-byte header then one byte per sample.
         return DataFacts(name, builtin.classes, builtin.image_shape,
@@ -75,7 +75,7 @@ def _check_output(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:
     loss = spec.train.loss
     if isinstance(loss, model.CrossEntropyLoss):
         for index in range(last + 1, len(layers)):
-            name = model.LAYER_NAMES[type(layers[index])]
+            name = model.name_of(layers[index])
             report.add(f"network.layers[{index}].type",
                        f"expected no layer after the output layer [{last}]: "
                        f"'softmax_cross_entropy.v1' applies softmax to its outputs itself, "

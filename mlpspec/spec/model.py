@@ -92,7 +92,6 @@ SOURCES = {
     "npz": NpzSource,
     "csv": CsvSource,
 }
-SOURCES_BY_CLASS = {cls: name for name, cls in SOURCES.items()}
 
 
 @attrs.frozen
@@ -200,7 +199,6 @@ LAYERS = {
     "batchnorm.v1": BatchNormLayer,
 }
 
-LAYER_NAMES = {cls: name for name, cls in LAYERS.items()}
 
 
 @attrs.frozen
@@ -406,6 +404,15 @@ class EvaluateSpec:
 
 
 # ---------------------------------------------------------------- the spec
+
+_REGISTERED_NAME = {cls: name for registry in (SOURCES, LAYERS, LOSSES, OPTIMIZERS, SCHEDULES)
+                    for name, cls in registry.items()}
+
+
+def name_of(choice: object) -> str:
+    """The registered name of a layer, loss, optimizer, schedule or source object."""
+    return _REGISTERED_NAME[type(choice)]
+
 
 
 @attrs.frozen

@@ -1,0 +1,202 @@
+"""The training loop: mini-batch descent over a spec's network, epoch by epoch.
+
+    result = fit(spec, data, on_epoch=print)
+
+Everything random draws from generators derived from the spec's seed
+(`mlpspec.rng`): initial weights ("init"), batch order ("shuffle") and dropout
+masks (the layers' own, spawned from "init"). The same spec and seed give
+bit-identical weights on the same machine.
+
+One step: forward, loss, backward, then the regularisation the spec asks for
+(the tutorial's L2 in the gradient, gradient clipping), the optimizer's update
+at the scheduled learning rate, decoupled weight decay and max-norm.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import attrs
+import numpy as np
+
+from mlpspec import rng
+from mlpspec.data.prepare import Prepared
+from mlpspec.errors import TrainingError
+from mlpspec.nn.layers import Network
+from mlpspec.nn.losses import LOSSES, probabilities
+from mlpspec.nn.optim import make_optimizer
+from mlpspec.nn.regularize import add_l2_gradient, apply_max_norm, clip_grad_norm, decay_weights
+from mlpspec.nn.schedules import make_schedule
+from mlpspec.spec import model
+from mlpspec.spec.schema import unstructure
+
+
+@attrs.frozen
+class EpochRecord:
+    """One row of the training history; validation figures are NaN without a validation set."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    learning_rate: float
+    seconds: float
+
+
+@attrs.frozen(eq=False)
+class TrainResult:
+    """The trained network (best epoch's weights when early stopping restored them)."""
+
+    network: Network
+    history: tuple[EpochRecord, ...]
+    best_epoch: int
+    stopped_early: bool
+    seconds: float
+
+
+def build_network(spec: model.Spec) -> Network:
+    """The spec's network with freshly initialised weights."""
+    layers = [(model.name_of(layer), unstructure(layer)) for layer in spec.network.layers]
+    return Network.build(layers, spec.network.inputs, rng.generator(spec.seed, "init"),
+                         np.dtype(spec.train.precision))
+
+
+def build_loss(spec: model.Spec):
+    loss = spec.train.loss
+    return LOSSES[model.name_of(loss)](**unstructure(loss))
+
+
+def build_schedule(spec: model.Spec):
+    """The learning-rate schedule; one-cycle peaks at the optimizer's learning rate."""
+    schedule = spec.train.schedule
+    params = unstructure(schedule)
+    warmup = params.pop("warmup_epochs", 0.0)
+    base_lr = spec.train.optimizer.learning_rate
+    if isinstance(schedule, model.OneCycleSchedule):
+        params["max_lr"] = base_lr
+    return make_schedule(model.name_of(schedule), params, base_lr, warmup)
+
+
+def build_optimizer(spec: model.Spec):
+    optimizer = spec.train.optimizer
+    params = unstructure(optimizer)
+    params.pop("learning_rate")
+    return make_optimizer(model.name_of(optimizer), params)
+
+
+def evaluate_split(network: Network, loss, X: np.ndarray, y: np.ndarray,
+                   batch_size: int = 10000) -> tuple[float, float]:
+    """Mean loss and accuracy of `network` on `X (n, features)` with labels `y (n,)`."""
+    if len(X) == 0:
+        return math.nan, math.nan
+    Z = network.predict(X, batch_size)
+    value, _ = loss(Z, y)
+    return float(value), float(np.mean(Z.argmax(axis=1) == y))
+
+
+def fit(spec: model.Spec, data: Prepared, *,
+        on_epoch: Callable[[EpochRecord], None] | None = None,
+        on_step: Callable[[int, int, float], None] | None = None) -> TrainResult:
+    """Train the spec's network on `data`; raise `TrainingError` if it diverges.
+
+    `on_epoch(record)` is called after every epoch and `on_step(epoch, step,
+    loss)` after every optimizer step (for progress bars).
+    """
+    train = spec.train
+    network = build_network(spec)
+    loss = build_loss(spec)
+    optimizer = build_optimizer(spec)
+    schedule = build_schedule(spec)
+    regularization = train.regularization
+    shuffle = rng.generator(spec.seed, "shuffle")
+
+    X_all, T_all, y_all = data.x_train, data.t_train, data.y_train
+    n = len(X_all)
+    batch_size = min(train.batch_size, n)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total_steps = train.epochs * steps_per_epoch
+    names = [name for name, _ in network.parameters()]
+    params = [array for _, array in network.parameters()]
+    weight_names = {name for name, _ in network.weights()}
+    weights = [array for _, array in network.weights()]
+    early = train.early_stopping
+    watch_loss = early.metric == "loss"
+
+    history: list[EpochRecord] = []
+    best_score, best_epoch, best_state, waited = -math.inf, 0, None, 0
+    stopped_early = False
+    started = time.perf_counter()
+    step = 0
+    for epoch in range(1, train.epochs + 1):
+        epoch_start = time.perf_counter()
+        order = shuffle.permutation(n)
+        loss_sum, correct = 0.0, 0
+        lr = schedule.lr_at(step, total_steps, steps_per_epoch)
+        for start in range(0, n, batch_size):
+            index = order[start:start + batch_size]
+            X, T = X_all[index], T_all[index]
+            Z, backprop = network.forward(X, training=True)
+            value, dZ = loss(Z, T)
+            if not math.isfinite(value):
+                raise _diverged(spec, epoch, step - (epoch - 1) * steps_per_epoch + 1, value, lr)
+            loss_sum += value * len(index)
+            correct += int(np.count_nonzero(Z.argmax(axis=1) == y_all[index]))
+            _, grad_map = backprop(dZ)
+            grads = [grad_map[name] for name in names]
+            if regularization.l2:
+                add_l2_gradient([g for name, g in zip(names, grads) if name in weight_names],
+                                weights, regularization.l2, len(index))
+            if regularization.clip_norm:
+                clip_grad_norm(grads, regularization.clip_norm)
+            lr = schedule.lr_at(step, total_steps, steps_per_epoch)
+            optimizer.step(params, grads, lr)
+            if regularization.weight_decay:
+                decay_weights(weights, lr, regularization.weight_decay)
+            if regularization.max_norm:
+                apply_max_norm(weights, regularization.max_norm)
+            step += 1
+            if on_step is not None:
+                on_step(epoch, step, value)
+        val_loss, val_accuracy = evaluate_split(network, loss, data.x_val, data.y_val)
+        record = EpochRecord(epoch, loss_sum / n, correct / n, val_loss, val_accuracy, lr,
+                             time.perf_counter() - epoch_start)
+        if not math.isfinite(record.train_loss) or not _finite_weights(params):
+            raise _diverged(spec, epoch, steps_per_epoch, record.train_loss, lr)
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if early.patience and len(data.x_val):
+            score = -val_loss if watch_loss else val_accuracy
+            if score > best_score + early.min_delta:
+                best_score, best_epoch, waited = score, epoch, 0
+                if early.restore_best:
+                    best_state = network.state_dict()
+            else:
+                waited += 1
+                if waited >= early.patience:
+                    stopped_early = True
+                    break
+    if best_state is not None:
+        network.load_state_dict(best_state)
+    else:
+        best_epoch = len(history)
+    return TrainResult(network, tuple(history), best_epoch, stopped_early,
+                       time.perf_counter() - started)
+
+
+def _finite_weights(params: Sequence[np.ndarray]) -> bool:
+    return all(np.isfinite(p).all() for p in params)
+
+
+def _diverged(spec: model.Spec, epoch: int, step: int, value: float, lr: float) -> TrainingError:
+    return TrainingError(
+        f"training diverged: the loss became {value} at epoch {epoch}, step {step} "
+        f"(learning rate {lr:.4g}). Try a smaller train.optimizer.learning_rate, "
+        f"gradient clipping (train.regularization.clip_norm) or a warm-up "
+        f"(train.schedule.warmup_epochs).")
+
+
+__all__ = ["EpochRecord", "TrainResult", "build_network", "evaluate_split", "fit", "probabilities"]
