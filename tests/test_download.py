@@ -21,11 +21,11 @@ from conftest_data import (  # noqa: F401  (fixtures)
     tiny_images,
 )
 
-from mlpspec.data import download, sources
+from mlpspec.data import sources
 from mlpspec.data.download import data_home, env_mirrors, fetch_dataset, fetch_file, mirror_order
 from mlpspec.data.idx import read_idx_file
 from mlpspec.data.sources import BuiltinDataset, RemoteFile
-from mlpspec.errors import DownloadError
+from mlpspec.errors import DataError, DownloadError
 
 FILE = synthetic_file("tiny-images-idx3-ubyte", tiny_images())
 
@@ -221,7 +221,7 @@ def test_real_mnist_labels_over_http(mirror_server, tmp_path):
 
 
 def test_unknown_dataset():
-    with pytest.raises(download.DataError, match="unknown built-in dataset 'cifar' \\(known: fashion-mnist, mnist\\)"):
+    with pytest.raises(DataError, match="unknown built-in dataset 'cifar' \\(known: fashion-mnist, mnist\\)"):
         fetch_dataset("cifar")
 
 

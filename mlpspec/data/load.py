@@ -65,25 +65,30 @@ class RawDataset:
             "test": np.bincount(self.y_test, minlength=self.classes),
         }
 
-    def describe(self) -> str:
-        """A human-readable summary: counts, shapes, dtypes, class balance."""
+    def describe(self) -> dict:
+        """A JSON-ready summary: counts, per-sample shape, dtype, class balance, checksums.
+
+        `{"name", "classes", "class_names", "checksums": {file: sha256},
+        "train" / "test": {"samples", "shape", "dtype", "class_counts": [int] * classes}}`;
+        `shape` is the per-sample shape, e.g. `[28, 28]`.
+        """
         counts = self.class_counts()
-        width = max(len(n) for n in self.class_names)
-        lines = [
-            f"{self.name}: {self.classes} classes, samples of shape {self.sample_shape} "
-            f"({self.x_train.dtype})",
-            f"  train: {len(self.y_train)} samples",
-            f"  test:  {len(self.y_test)} samples",
-            f"  {'class':<{width}}  {'train':>7}  {'test':>7}",
-        ]
-        for k, class_name in enumerate(self.class_names):
-            train_share = counts["train"][k] / len(self.y_train)
-            lines.append(
-                f"  {class_name:<{width}}  {counts['train'][k]:>7}  {counts['test'][k]:>7}"
-                f"  ({train_share:.1%} of train)"
-            )
-        lines += [f"  sha256 {digest}  {file}" for file, digest in self.checksums.items()]
-        return "\n".join(lines)
+        splits = {"train": self.x_train, "test": self.x_test}
+        return {
+            "name": self.name,
+            "classes": self.classes,
+            "class_names": list(self.class_names),
+            **{
+                split: {
+                    "samples": len(x),
+                    "shape": list(x.shape[1:]),
+                    "dtype": x.dtype.name,
+                    "class_counts": counts[split].tolist(),
+                }
+                for split, x in splits.items()
+            },
+            "checksums": dict(self.checksums),
+        }
 
 
 def load_builtin(
@@ -114,10 +119,14 @@ def load_builtin(
         arrays[role] = read_idx(payload, name=str(path))
         checksums[remote.filename] = remote.sha256
     names = {role: str(dest_dir / remote.filename) for role, remote in dataset.files.items()}
+
+    def split(images: str, labels: str) -> _Split:
+        return _Split(arrays[images], arrays[labels], names[images], names[labels])
+
     return _checked(
         name,
-        train=_Split(arrays["train_images"], arrays["train_labels"], names["train_images"], names["train_labels"]),
-        test=_Split(arrays["test_images"], arrays["test_labels"], names["test_images"], names["test_labels"]),
+        train=split("train_images", "train_labels"),
+        test=split("test_images", "test_labels"),
         classes=dataset.classes,
         class_names=dataset.class_names,
         checksums=checksums,
@@ -238,7 +247,9 @@ def _read_npz(path: str | Path, data: bytes) -> _Split:
         missing = [key for key in ("x", "y") if key not in archive.files]
         if missing:
             found = ", ".join(archive.files) or "nothing"
-            raise DataError(f"{path}: expected arrays x and y, missing {' and '.join(missing)} (found {found})")
+            raise DataError(
+                f"{path}: expected arrays x and y, missing {' and '.join(missing)} (found {found})"
+            )
         arrays = {}
         for key in ("x", "y"):
             try:
@@ -259,7 +270,12 @@ def _read_csv(path: str | Path, data: bytes, *, label_column: int, header: bool)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an empty file warns; checked below
             table = np.loadtxt(
-                io.StringIO(text), delimiter=",", skiprows=int(header), dtype=np.float64, ndmin=2, comments=None
+                io.StringIO(text),
+                delimiter=",",
+                skiprows=int(header),
+                dtype=np.float64,
+                ndmin=2,
+                comments=None,
             )
     except ValueError as exc:
         raise _csv_problem(path, text, header) or DataError(f"{path}: {exc}") from exc
@@ -267,7 +283,9 @@ def _read_csv(path: str | Path, data: bytes, *, label_column: int, header: bool)
         raise DataError(f"{path}: contains no samples")
     n_columns = table.shape[1]
     if n_columns < 2:
-        raise DataError(f"{path}: expected a label column and at least one feature column, found {n_columns} column")
+        raise DataError(
+            f"{path}: expected a label column and at least one feature column, found {n_columns} column"
+        )
     if not -n_columns <= label_column < n_columns:
         raise DataError(f"{path}: label_column {label_column} is out of range for {n_columns} columns")
     y = table[:, label_column]
@@ -290,7 +308,9 @@ def _csv_problem(path: str | Path, text: str, header: bool) -> DataError | None:
             try:
                 float(cell)
             except ValueError:
-                return DataError(f"{path}: line {reader.line_num}, column {column}: expected a number, found {cell!r}")
+                return DataError(
+                    f"{path}: line {reader.line_num}, column {column}: expected a number, found {cell!r}"
+                )
     return None
 
 
