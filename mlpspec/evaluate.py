@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlpspec.data.prepare import one_hot
 from mlpspec.nn.layers import Network
 
 
@@ -37,7 +38,7 @@ def evaluate(network: Network, loss, X: np.ndarray, y: np.ndarray, classes: int,
              batch_size: int = 10000) -> dict:
     """Every metric of `network` on `X (n, features)` with labels `y (n,)`."""
     Z = network.predict(X, batch_size)
-    value, _ = loss(Z, y)
+    value, _ = loss(Z, one_hot(y, classes, Z.dtype))  # every loss takes one-hot targets
     metrics = classification_metrics(y, Z.argmax(axis=1), classes)
     metrics["loss"] = float(value)
     return metrics

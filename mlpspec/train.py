@@ -22,7 +22,7 @@ import attrs
 import numpy as np
 
 from mlpspec import rng
-from mlpspec.data.prepare import Prepared
+from mlpspec.data.prepare import Prepared, one_hot
 from mlpspec.errors import TrainingError
 from mlpspec.nn.layers import Network
 from mlpspec.nn.losses import LOSSES, probabilities
@@ -93,7 +93,7 @@ def evaluate_split(network: Network, loss, X: np.ndarray, y: np.ndarray,
     if len(X) == 0:
         return math.nan, math.nan
     Z = network.predict(X, batch_size)
-    value, _ = loss(Z, y)
+    value, _ = loss(Z, one_hot(y, Z.shape[1], Z.dtype))  # every loss takes one-hot targets
     return float(value), float(np.mean(Z.argmax(axis=1) == y))
 
 

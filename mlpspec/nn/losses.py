@@ -54,23 +54,31 @@ class SoftmaxCrossEntropy:
     def __call__(self, Z: np.ndarray, T: np.ndarray) -> tuple[float, np.ndarray]:
         n, k = Z.shape
         eps = self.label_smoothing
-        logP = log_softmax(Z)
-        dZ = np.exp(logP)  # softmax
+        # log softmax(Z) = Z - log_norm, log_norm = max + log(sum(exp(Z - max)))
+        top = Z.max(axis=1, keepdims=True)
+        dZ = np.subtract(Z, top)
+        np.exp(dZ, out=dZ)
+        total = dZ.sum(axis=1, keepdims=True)
+        dZ /= total  # softmax(Z)
+        log_norm = np.log(total, out=total)
+        log_norm += top
         if T.ndim == 1:
             if not np.issubdtype(T.dtype, np.integer):
                 raise ValueError(f"{self.NAME}: label targets must be integers, got {T.dtype}")
-            rows = np.arange(n)
-            picked = logP[rows, T]
-            value = -(1.0 - eps) * float(picked.mean())
-            dZ[rows, T] -= 1.0 - eps
+            flat = np.arange(0, n * k, k)
+            flat += T
+            # -mean log p[label] = mean(log_norm - Z[label])
+            value = (1.0 - eps) * float(np.sum(log_norm) - np.sum(Z.take(flat))) / n
+            dZ.ravel()[flat] -= 1.0 - eps
         else:
             T = _one_hot_like(T, Z, self.NAME)
-            value = -(1.0 - eps) * float(np.sum(T * logP)) / n
+            value = (1.0 - eps) * float(np.vdot(T, log_norm - Z)) / n
             dZ -= (1.0 - eps) * T
         if eps:
-            value -= eps / k * float(logP.sum()) / n
+            # -mean (eps / k) sum_k log p = (eps / k) mean sum_k (log_norm - Z)
+            value += eps / k * float(k * np.sum(log_norm) - np.sum(Z)) / n
             dZ -= eps / k
-        dZ /= n
+        dZ *= 1.0 / n
         return value, dZ
 
 
