@@ -24,8 +24,8 @@ import numpy as np
 from mlpspec import rng
 from mlpspec.data.prepare import Prepared, one_hot
 from mlpspec.errors import TrainingError
-from mlpspec.nn.layers import Network
-from mlpspec.nn.losses import LOSSES, probabilities
+from mlpspec.nn.layers import Dropout, Network
+from mlpspec.nn.losses import LOSSES
 from mlpspec.nn.optim import make_optimizer
 from mlpspec.nn.regularize import add_l2_gradient, apply_max_norm, clip_grad_norm, decay_weights
 from mlpspec.nn.schedules import make_schedule
@@ -97,13 +97,47 @@ def evaluate_split(network: Network, loss, X: np.ndarray, y: np.ndarray,
     return float(value), float(np.mean(Z.argmax(axis=1) == y))
 
 
+@attrs.define
+class Checkpoint:
+    """Everything the loop needs to continue after a finished epoch, bit for bit.
+
+    Arrays are copies (the live ones keep changing); generator states are the
+    `bit_generator.state` dicts of the shuffle and dropout generators.
+    """
+
+    epoch: int
+    step: int
+    history: list[EpochRecord]
+    network: dict[str, np.ndarray]
+    optimizer: dict[str, np.ndarray]
+    shuffle_rng: dict
+    dropout_rngs: list[dict]
+    best_score: float
+    best_epoch: int
+    best_network: dict[str, np.ndarray] | None
+    waited: int
+    seconds: float
+
+
+class Interrupted(Exception):
+    """Training was interrupted (Ctrl-C); `checkpoint` is the last finished epoch, if any."""
+
+    def __init__(self, checkpoint: Checkpoint | None):
+        super().__init__("training interrupted")
+        self.checkpoint = checkpoint
+
+
 def fit(spec: model.Spec, data: Prepared, *,
         on_epoch: Callable[[EpochRecord], None] | None = None,
-        on_step: Callable[[int, int, float], None] | None = None) -> TrainResult:
+        on_step: Callable[[int, int, float], None] | None = None,
+        resume: Checkpoint | None = None) -> TrainResult:
     """Train the spec's network on `data`; raise `TrainingError` if it diverges.
 
     `on_epoch(record)` is called after every epoch and `on_step(epoch, step,
-    loss)` after every optimizer step (for progress bars).
+    loss)` after every optimizer step (for progress bars). A KeyboardInterrupt
+    becomes `Interrupted` carrying a checkpoint of the last finished epoch;
+    `fit(..., resume=checkpoint)` continues from it and ends with the same
+    weights as an uninterrupted run.
     """
     train = spec.train
     network = build_network(spec)
@@ -112,6 +146,7 @@ def fit(spec: model.Spec, data: Prepared, *,
     schedule = build_schedule(spec)
     regularization = train.regularization
     shuffle = rng.generator(spec.seed, "shuffle")
+    dropouts = [layer for layer in network.layers if isinstance(layer, Dropout)]
 
     X_all, T_all, y_all = data.x_train, data.t_train, data.y_train
     n = len(X_all)
@@ -125,60 +160,76 @@ def fit(spec: model.Spec, data: Prepared, *,
     early = train.early_stopping
     watch_loss = early.metric == "loss"
 
-    history: list[EpochRecord] = []
-    best_score, best_epoch, best_state, waited = -math.inf, 0, None, 0
+    state = resume or Checkpoint(0, 0, [], {}, {}, {}, [], -math.inf, 0, None, 0, 0.0)
+    if resume is not None:
+        network.load_state_dict(resume.network)
+        optimizer.load_state_dict(resume.optimizer)
+        shuffle.bit_generator.state = resume.shuffle_rng
+        for layer, saved in zip(dropouts, resume.dropout_rngs):
+            layer.rng.bit_generator.state = saved
+    history = list(state.history)
+    best_score, best_epoch, best_state, waited = (state.best_score, state.best_epoch,
+                                                  state.best_network, state.waited)
+    last_checkpoint = resume
     stopped_early = False
-    started = time.perf_counter()
-    step = 0
-    for epoch in range(1, train.epochs + 1):
-        epoch_start = time.perf_counter()
-        order = shuffle.permutation(n)
-        loss_sum, correct = 0.0, 0
-        lr = schedule.lr_at(step, total_steps, steps_per_epoch)
-        for start in range(0, n, batch_size):
-            index = order[start:start + batch_size]
-            X, T = X_all[index], T_all[index]
-            Z, backprop = network.forward(X, training=True)
-            value, dZ = loss(Z, T)
-            if not math.isfinite(value):
-                raise _diverged(spec, epoch, step - (epoch - 1) * steps_per_epoch + 1, value, lr)
-            loss_sum += value * len(index)
-            correct += int(np.count_nonzero(Z.argmax(axis=1) == y_all[index]))
-            _, grad_map = backprop(dZ)
-            grads = [grad_map[name] for name in names]
-            if regularization.l2:
-                add_l2_gradient([g for name, g in zip(names, grads) if name in weight_names],
-                                weights, regularization.l2, len(index))
-            if regularization.clip_norm:
-                clip_grad_norm(grads, regularization.clip_norm)
+    started = time.perf_counter() - state.seconds
+    step = state.step
+    try:
+        for epoch in range(state.epoch + 1, train.epochs + 1):
+            epoch_start = time.perf_counter()
+            order = shuffle.permutation(n)
+            loss_sum, correct = 0.0, 0
             lr = schedule.lr_at(step, total_steps, steps_per_epoch)
-            optimizer.step(params, grads, lr)
-            if regularization.weight_decay:
-                decay_weights(weights, lr, regularization.weight_decay)
-            if regularization.max_norm:
-                apply_max_norm(weights, regularization.max_norm)
-            step += 1
-            if on_step is not None:
-                on_step(epoch, step, value)
-        val_loss, val_accuracy = evaluate_split(network, loss, data.x_val, data.y_val)
-        record = EpochRecord(epoch, loss_sum / n, correct / n, val_loss, val_accuracy, lr,
-                             time.perf_counter() - epoch_start)
-        if not math.isfinite(record.train_loss) or not _finite_weights(params):
-            raise _diverged(spec, epoch, steps_per_epoch, record.train_loss, lr)
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-        if early.patience and len(data.x_val):
-            score = -val_loss if watch_loss else val_accuracy
-            if score > best_score + early.min_delta:
-                best_score, best_epoch, waited = score, epoch, 0
-                if early.restore_best:
-                    best_state = network.state_dict()
-            else:
-                waited += 1
-                if waited >= early.patience:
-                    stopped_early = True
-                    break
+            for start in range(0, n, batch_size):
+                index = order[start:start + batch_size]
+                X, T = X_all[index], T_all[index]
+                Z, backprop = network.forward(X, training=True)
+                value, dZ = loss(Z, T)
+                if not math.isfinite(value):
+                    raise _diverged(epoch, step - (epoch - 1) * steps_per_epoch + 1, value, lr)
+                loss_sum += value * len(index)
+                correct += int(np.count_nonzero(Z.argmax(axis=1) == y_all[index]))
+                _, grad_map = backprop(dZ)
+                grads = [grad_map[name] for name in names]
+                if regularization.l2:
+                    add_l2_gradient([g for name, g in zip(names, grads) if name in weight_names],
+                                    weights, regularization.l2, len(index))
+                if regularization.clip_norm:
+                    clip_grad_norm(grads, regularization.clip_norm)
+                lr = schedule.lr_at(step, total_steps, steps_per_epoch)
+                optimizer.step(params, grads, lr)
+                if regularization.weight_decay:
+                    decay_weights(weights, lr, regularization.weight_decay)
+                if regularization.max_norm:
+                    apply_max_norm(weights, regularization.max_norm)
+                step += 1
+                if on_step is not None:
+                    on_step(epoch, step, value)
+            val_loss, val_accuracy = evaluate_split(network, loss, data.x_val, data.y_val)
+            record = EpochRecord(epoch, loss_sum / n, correct / n, val_loss, val_accuracy, lr,
+                                 time.perf_counter() - epoch_start)
+            if not math.isfinite(record.train_loss) or not _finite_weights(params):
+                raise _diverged(epoch, steps_per_epoch, record.train_loss, lr)
+            history.append(record)
+            if early.patience and len(data.x_val):
+                score = -val_loss if watch_loss else val_accuracy
+                if score > best_score + early.min_delta:
+                    best_score, best_epoch, waited = score, epoch, 0
+                    if early.restore_best:
+                        best_state = network.state_dict()
+                else:
+                    waited += 1
+                    stopped_early = waited >= early.patience
+            last_checkpoint = Checkpoint(
+                epoch, step, list(history), network.state_dict(), optimizer.state_dict(),
+                shuffle.bit_generator.state, [d.rng.bit_generator.state for d in dropouts],
+                best_score, best_epoch, best_state, waited, time.perf_counter() - started)
+            if on_epoch is not None:
+                on_epoch(record)
+            if stopped_early:
+                break
+    except KeyboardInterrupt:
+        raise Interrupted(last_checkpoint) from None
     if best_state is not None:
         network.load_state_dict(best_state)
     else:
@@ -191,7 +242,7 @@ def _finite_weights(params: Sequence[np.ndarray]) -> bool:
     return all(np.isfinite(p).all() for p in params)
 
 
-def _diverged(spec: model.Spec, epoch: int, step: int, value: float, lr: float) -> TrainingError:
+def _diverged(epoch: int, step: int, value: float, lr: float) -> TrainingError:
     return TrainingError(
         f"training diverged: the loss became {value} at epoch {epoch}, step {step} "
         f"(learning rate {lr:.4g}). Try a smaller train.optimizer.learning_rate, "
@@ -199,4 +250,4 @@ def _diverged(spec: model.Spec, epoch: int, step: int, value: float, lr: float) 
         f"(train.schedule.warmup_epochs).")
 
 
-__all__ = ["EpochRecord", "TrainResult", "build_network", "evaluate_split", "fit", "probabilities"]
+__all__ = ["Checkpoint", "EpochRecord", "Interrupted", "TrainResult", "build_network", "evaluate_split", "fit"]

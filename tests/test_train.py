@@ -8,7 +8,7 @@ import pytest
 from mlpspec.data.prepare import Prepared, Scaling, one_hot
 from mlpspec.errors import TrainingError
 from mlpspec.spec import parse_spec
-from mlpspec.train import fit
+from mlpspec.train import Interrupted, fit
 
 SPEC = """
 spec_version = 1
@@ -133,3 +133,27 @@ def test_mse_and_regularisation_train():
                       "train.regularization.weight_decay=0.001", "train.regularization.clip_norm=1.0"),
                  blobs())
     assert result.history[-1].val_accuracy > 0.8
+
+
+@pytest.mark.parametrize("interrupt_at_step", [7, 40, 55])
+def test_interrupted_run_resumes_bit_for_bit(interrupt_at_step):
+    overrides = ("train.epochs=4", "train.early_stopping.patience=2",
+                 'network.layers[1]={ type = "dropout.v1", rate = 0.3 }',
+                 'train.optimizer={ type = "adam.v1", learning_rate = 0.01 }',
+                 'train.schedule={ type = "cosine.v1" }')
+    data = blobs()
+    reference = fit(spec(*overrides), data)
+
+    def interrupt(epoch, step, loss):
+        if step == interrupt_at_step:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as info:
+        fit(spec(*overrides), data, on_step=interrupt)
+    checkpoint = info.value.checkpoint
+    steps_per_epoch = 300 // 16 + 1
+    assert checkpoint is None or checkpoint.epoch == (interrupt_at_step - 1) // steps_per_epoch
+    resumed = fit(spec(*overrides), data, resume=checkpoint)
+    for name, array in weights(reference).items():
+        assert array.tobytes() == weights(resumed)[name].tobytes(), name
+    assert [r.val_loss for r in resumed.history] == [r.val_loss for r in reference.history]

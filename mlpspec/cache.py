@@ -1,0 +1,222 @@
+"""A content-addressed store for stage artifacts.
+
+    cache = Cache(root)
+    key = stage_key("train", version=1, reads={...}, consumes={"preprocess": "ab12..."})
+    entry = cache.get("train", key)          # None on a miss or a corrupted entry
+    entry = cache.put("train", key, write)   # write(folder) fills a fresh folder
+
+Layout: `<root>/<stage>/<key>/` holds the artifact files and `manifest.json`
+(stage, key, creation time, what the stage read, and the size and sha256 of
+every file). An entry is written into `<root>/tmp/<random>/` and renamed into
+place only when complete, so a run killed at any moment never leaves a
+half-written entry that a later run trusts. Two runs that compute the same
+entry at once both finish: the second rename fails, and the second run
+discards its copy and uses the first. A corrupted entry (a file changed or
+missing) fails verification and is removed, then recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from mlpspec.errors import MlpspecError
+
+MANIFEST = "manifest.json"
+CACHE_ENV = "MLPSPEC_CACHE"
+DEFAULT_CACHE = Path(".mlpspec") / "cache"
+
+
+def default_cache_dir() -> Path:
+    """`MLPSPEC_CACHE`, else `.mlpspec/cache` in the working directory."""
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
+
+
+def canonical(value: Any) -> str:
+    """Canonical JSON: sorted keys, no spaces, floats by repr (exact round-trip)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)
+
+
+def stage_key(stage: str, *, version: int, reads: Mapping[str, Any],
+              consumes: Mapping[str, str], checksums: Mapping[str, str] | None = None) -> str:
+    """The cache key of a stage: a sha256 over everything that determines its output."""
+    payload = {"stage": stage, "version": version, "reads": reads, "consumes": dict(consumes),
+               "checksums": dict(checksums or {})}
+    return hashlib.sha256(canonical(payload).encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@attrs.frozen
+class Entry:
+    """A verified cache entry: its folder and its manifest."""
+
+    stage: str
+    key: str
+    path: Path
+    manifest: Mapping[str, Any]
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def created(self) -> float:
+        return float(self.manifest.get("created", 0.0))
+
+    @property
+    def size(self) -> int:
+        return sum(f["size"] for f in self.manifest.get("files", {}).values())
+
+
+class Cache:
+    """The store under `root`; see the module docstring for its guarantees."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def entry_dir(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def peek(self, stage: str, key: str) -> Entry | None:
+        """The entry if its manifest is present and readable, without hashing its files."""
+        folder = self.entry_dir(stage, key)
+        manifest = _read_manifest(folder)
+        if manifest is None or manifest.get("key") != key or manifest.get("stage") != stage:
+            return None
+        return Entry(stage, key, folder, manifest)
+
+    def get(self, stage: str, key: str) -> Entry | None:
+        """The verified entry, or None; a corrupted entry is removed."""
+        entry = self.peek(stage, key)
+        if entry is None:
+            if self.entry_dir(stage, key).exists():
+                self._discard(self.entry_dir(stage, key))
+            return None
+        if verify(entry) is not None:
+            self._discard(entry.path)
+            return None
+        return entry
+
+    def put(self, stage: str, key: str, write: Callable[[Path], Mapping[str, Any] | None],
+            info: Mapping[str, Any] | None = None) -> Entry:
+        """Create the entry: `write(folder)` writes the artifacts into a fresh folder.
+
+        `write` may return extra manifest fields; `info` is stored as is (what
+        the stage read, for `cache explain`).
+        """
+        tmp_root = self.root / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"{stage}-", dir=tmp_root))
+        try:
+            extra = write(folder) or {}
+            files = {}
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    name = path.relative_to(folder).as_posix()
+                    files[name] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
+            manifest = {"stage": stage, "key": key, "created": time.time(), "files": files,
+                        **dict(info or {}), **dict(extra)}
+            _write_json(folder / MANIFEST, manifest)
+            target = self.entry_dir(stage, key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(folder, target)
+            except OSError:
+                # Someone else finished the same entry first (or a broken one
+                # sits there): keep a verified one, else replace it.
+                existing = self.get(stage, key)
+                if existing is not None:
+                    return existing
+                os.rename(folder, target)
+        finally:
+            if folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+        return Entry(stage, key, target, manifest)
+
+    def entries(self) -> Iterator[Entry]:
+        """Every entry with a readable manifest (unverified), oldest first."""
+        found = []
+        if self.root.is_dir():
+            for stage_dir in self.root.iterdir():
+                if not stage_dir.is_dir() or stage_dir.name == "tmp":
+                    continue
+                for folder in stage_dir.iterdir():
+                    entry = self.peek(stage_dir.name, folder.name)
+                    if entry is not None:
+                        found.append(entry)
+        return iter(sorted(found, key=lambda e: e.created))
+
+    def latest(self, stage: str, where: Callable[[Entry], bool]) -> Entry | None:
+        """The newest entry of `stage` matching `where`."""
+        matching = [e for e in self.entries() if e.stage == stage and where(e)]
+        return matching[-1] if matching else None
+
+    def clear(self, older_than_days: float | None = None) -> tuple[int, int]:
+        """Remove entries (all, or those older than the given days); (count, bytes) freed."""
+        now, count, freed = time.time(), 0, 0
+        for entry in list(self.entries()):
+            if older_than_days is None or now - entry.created > older_than_days * 86400:
+                freed += entry.size
+                count += 1
+                self._discard(entry.path)
+        tmp = self.root / "tmp"
+        if older_than_days is None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        return count, freed
+
+    def _discard(self, folder: Path) -> None:
+        # Rename first so that a reader never sees a half-deleted entry.
+        trash = self.root / "tmp" / f"trash-{os.getpid()}-{time.monotonic_ns()}"
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(folder, trash)
+        except OSError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def verify(entry: Entry) -> str | None:
+    """None when every file matches its manifest; otherwise what is wrong."""
+    for name, expected in entry.manifest.get("files", {}).items():
+        path = entry.path / name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if size != expected["size"]:
+            return f"{name} has {size} bytes, expected {expected['size']}"
+        if file_sha256(path) != expected["sha256"]:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=1, sort_keys=True, allow_nan=False))
+
+
+class CacheError(MlpspecError):
+    """The cache folder cannot be used (not writable, not a folder)."""
