@@ -180,6 +180,11 @@ class Cache:
             shutil.rmtree(tmp, ignore_errors=True)
         return count, freed
 
+    def discard(self, stage: str, key: str) -> None:
+        """Remove an entry if present."""
+        if self.entry_dir(stage, key).exists():
+            self._discard(self.entry_dir(stage, key))
+
     def _discard(self, folder: Path) -> None:
         # Rename first so that a reader never sees a half-deleted entry.
         trash = self.root / "tmp" / f"trash-{os.getpid()}-{time.monotonic_ns()}"

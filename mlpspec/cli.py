@@ -14,7 +14,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from mlpspec.errors import MlpspecError, SpecError
+from mlpspec.errors import MlpspecError, RunInterrupted, SpecError
 
 app = typer.Typer(
     name="mlpspec",
@@ -50,10 +50,14 @@ def user_errors(command: Callable) -> Callable:
             count = len(error.problems)
             header = f"error: the spec has {count} problem{'s' if count != 1 else ''}:"
             _fail("\n".join([header] + [f"  {p}" for p in error.problems]))
+        except RunInterrupted as error:
+            typer.echo(str(error), err=True)
+            raise typer.Exit(error.exit_code)
         except MlpspecError as error:
             _fail(f"error: {error}")
         except KeyboardInterrupt:
-            _fail("interrupted")
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130)
 
     return wrapper
 
@@ -81,51 +85,144 @@ def render(spec: SpecArg, set_: SetOption = None) -> None:
     typer.echo(render_spec(_load(spec, set_)), nl=False)
 
 
+CacheDirOption = Annotated[
+    Optional[Path],
+    typer.Option("--cache-dir", help="Cache folder [default: $MLPSPEC_CACHE or .mlpspec/cache]."),
+]
+
+
+def _cache(cache_dir: Path | None):
+    from mlpspec.cache import Cache, default_cache_dir
+
+    return Cache(cache_dir or default_cache_dir())
+
+
 @app.command()
 @user_errors
 def run(
     spec: SpecArg,
     set_: SetOption = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the result.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Recompute every stage.")] = False,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Run folder [default: runs/<spec name>].")] = None,
+    cache_dir: CacheDirOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
-    """Load the data, train the network and evaluate it on the test split."""
-    from mlpspec.data.prepare import load_raw, prepare
-    from mlpspec.evaluate import evaluate
-    from mlpspec.train import build_loss, fit
+    """Run the spec: load, preprocess, train, evaluate, export (cached stages are reused)."""
+    from mlpspec.pipeline import Pipeline
+    from mlpspec.progress import LiveProgress, PlainProgress, Progress
 
     loaded = _load(spec, set_)
-    say = (lambda message: None) if quiet or as_json else (lambda m: typer.echo(m, err=True))
-    raw = load_raw(loaded.data, spec.parent, log=say)
-    data = prepare(raw, loaded.data, loaded.seed, loaded.train.precision)
-    say(f"{loaded.name}: {len(data.x_train)} train, {len(data.x_val)} validation, "
-        f"{len(data.x_test)} test samples")
-
-    def on_epoch(record) -> None:
-        validation = (f"  val loss {record.val_loss:.4f} acc {record.val_accuracy:.2%}"
-                      if record.val_loss == record.val_loss else "")
-        say(f"epoch {record.epoch:3d}/{loaded.train.epochs}  loss {record.train_loss:.4f} "
-            f"acc {record.train_accuracy:.2%}{validation}  lr {record.learning_rate:.4g}  "
-            f"{record.seconds:.2f}s")
-
-    result = fit(loaded, data, on_epoch=on_epoch)
-    split = loaded.evaluate.split
-    X, y = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
-    metrics = evaluate(result.network, build_loss(loaded), X, y, data.classes,
-                       loaded.evaluate.batch_size)
-    summary = {
-        "name": loaded.name,
-        split: {"accuracy": metrics["accuracy"], "loss": metrics["loss"], "samples": metrics["samples"]},
-        "train_seconds": result.seconds,
-        "epochs": len(result.history),
-        "best_epoch": result.best_epoch,
-    }
-    if as_json:
-        typer.echo(json.dumps(summary))
+    if quiet or as_json:
+        progress = Progress()
+    elif sys.stderr.isatty():
+        progress = LiveProgress()
     else:
-        typer.echo(f"{split} accuracy {metrics['accuracy']:.2%} ({metrics['samples']} samples), "
-                   f"loss {metrics['loss']:.4f}; trained {len(result.history)} epochs in "
-                   f"{result.seconds:.1f} s")
+        progress = PlainProgress()
+    pipeline = Pipeline(loaded, spec.parent, _cache(cache_dir), progress, force=force)
+    result = pipeline.run(out or Path("runs") / loaded.name)
+    if as_json:
+        typer.echo(json.dumps(_summary(result), allow_nan=False))
+    elif not quiet:
+        typer.echo(_stage_table(result))
+
+
+def _summary(result) -> dict:
+    metrics = result.metrics
+    summary = {"name": result.spec.name, "run_dir": str(result.run_dir),
+               "train_seconds": metrics["train_seconds"], "epochs_run": metrics["epochs_run"],
+               "best_epoch": metrics["best_epoch"], "stages": metrics["stages"]}
+    for split in ("test", "validation"):
+        if split in metrics:
+            summary[split] = {k: metrics[split][k] for k in ("accuracy", "loss", "samples")}
+    return summary
+
+
+def _stage_table(result) -> str:
+    lines = [f"{'stage':<11}{'status':<12}{'seconds':>8}  key"]
+    for record in result.stages:
+        lines.append(f"{record.stage:<11}{record.status:<12}{record.seconds:>8.2f}  {record.key[:12]}")
+    metrics = result.metrics
+    lines.append("")
+    for split in ("test", "validation"):
+        if split in metrics:
+            part = metrics[split]
+            lines.append(f"{split} accuracy {part['accuracy']:.2%} ({part['samples']} samples), "
+                         f"loss {part['loss']:.4f}")
+    lines.append(f"trained {metrics['epochs_run']} epochs in {metrics['train_seconds']:.1f} s"
+                 f"{' (stopped early)' if metrics['stopped_early'] else ''}; "
+                 f"run folder {result.run_dir}")
+    return "\n".join(lines)
+
+
+cache_app = typer.Typer(help="Inspect and clean the stage cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("ls")
+@user_errors
+def cache_ls(cache_dir: CacheDirOption = None) -> None:
+    """List cache entries: stage, key, spec, size and age."""
+    import time
+
+    cache = _cache(cache_dir)
+    entries = list(cache.entries())
+    if not entries:
+        typer.echo(f"{cache.root}: empty")
+        return
+    now = time.time()
+    typer.echo(f"{'stage':<11}{'key':<14}{'spec':<20}{'size':>10}  age")
+    for entry in entries:
+        typer.echo(f"{entry.stage:<11}{entry.key[:12]:<14}"
+                   f"{str(entry.manifest.get('spec_name', '?'))[:19]:<20}"
+                   f"{_size(entry.size):>10}  {_age(now - entry.created)}")
+    total = sum(e.size for e in entries)
+    typer.echo(f"{len(entries)} entries, {_size(total)} in {cache.root}")
+
+
+@cache_app.command("clear")
+@user_errors
+def cache_clear(
+    older_than: Annotated[Optional[float], typer.Option(
+        "--older-than", metavar="DAYS", min=0, help="Only entries older than this many days.")] = None,
+    cache_dir: CacheDirOption = None,
+) -> None:
+    """Remove cache entries (all of them, or those older than --older-than DAYS)."""
+    cache = _cache(cache_dir)
+    count, freed = cache.clear(older_than)
+    typer.echo(f"removed {count} entries, {_size(freed)} from {cache.root}")
+
+
+@cache_app.command("explain")
+@user_errors
+def cache_explain(spec: SpecArg, set_: SetOption = None, cache_dir: CacheDirOption = None) -> None:
+    """For every stage of SPEC: cache hit or miss and, on a miss, what changed."""
+    from mlpspec.pipeline import explain
+
+    for item in explain(_load(spec, set_), spec.parent, _cache(cache_dir)):
+        line = f"{item.stage:<11}{'hit' if item.hit else 'miss':<5} {item.key[:12]}"
+        if item.compared_with is not None:
+            line += (f"  (vs {item.compared_with.key[:12]} of spec "
+                     f"{item.compared_with.manifest.get('spec_name', '?')!r})")
+        typer.echo(line)
+        for reason in item.reasons:
+            typer.echo(f"             {reason}")
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} B"
+
+
+def _age(seconds: float) -> str:
+    for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= length:
+            return f"{seconds / length:.1f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 @data_app.command("fetch")

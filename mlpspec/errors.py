@@ -31,6 +31,8 @@ class Problem:
 class MlpspecError(Exception):
     """Base class of errors caused by user input or the environment."""
 
+    exit_code = 2
+
 
 class SpecError(MlpspecError):
     """A spec (file plus overrides) failed validation; holds every problem found."""
@@ -50,3 +52,9 @@ class DownloadError(DataError):
 
 class TrainingError(MlpspecError):
     """Training could not continue (for example it diverged to NaN)."""
+
+
+class RunInterrupted(MlpspecError):
+    """The user pressed Ctrl-C; the message says what was kept."""
+
+    exit_code = 130

@@ -42,3 +42,51 @@ def evaluate(network: Network, loss, X: np.ndarray, y: np.ndarray, classes: int,
     metrics = classification_metrics(y, Z.argmax(axis=1), classes)
     metrics["loss"] = float(value)
     return metrics
+
+
+def evaluate_run(spec, network: Network, data, history: list[dict], folder) -> dict:
+    """The evaluate stage: metrics of both splits, and the pictures, into `folder`.
+
+    Returns `{"test": {...}, "validation": {...}, "class_names": [...],
+    "headline": split}`; the split named by `evaluate.split` also gets the
+    confusion matrix picture and the grid of misclassified examples.
+    """
+    from pathlib import Path
+
+    from mlpspec import report
+    from mlpspec.nn.losses import probabilities
+    from mlpspec.train import build_loss
+
+    folder = Path(folder)
+    loss = build_loss(spec)
+    batch_size = spec.evaluate.batch_size
+    metrics: dict = {"class_names": list(data.class_names), "headline": spec.evaluate.split}
+    splits = {"test": (data.x_test, data.y_test), "validation": (data.x_val, data.y_val)}
+    for split, (X, y) in splits.items():
+        if len(X):
+            metrics[split] = evaluate(network, loss, X, y, data.classes, batch_size)
+    split = spec.evaluate.split
+    X, y = splits[split]
+    title = f"{spec.name}: {split} accuracy {metrics[split]['accuracy']:.2%}"
+    report.draw_curves(history, folder / "curves.png", f"{spec.name}: training history")
+    report.draw_confusion(np.array(metrics[split]["confusion_matrix"]), data.class_names,
+                          folder / "confusion.png", title)
+    P = probabilities(network.predict(X, batch_size))
+    predicted = P.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != y)
+    # The most confident mistakes first: the ones most worth a look.
+    wrong = wrong[np.argsort(-P[wrong, predicted[wrong]], kind="stable")][:spec.evaluate.misclassified]
+    shape = (data.sample_shape if len(data.sample_shape) == 2
+             else _square(X.shape[1]) or (1, X.shape[1]))  # a strip when not an image
+    images = X[wrong].reshape((len(wrong), *shape))
+    report.draw_errors(images, y[wrong], predicted[wrong], P[wrong, predicted[wrong]],
+                       data.class_names, folder / "errors.png",
+                       f"{spec.name}: {len(wrong)} of {int((predicted != y).sum())} "
+                       f"misclassified {split} samples, most confident first")
+    metrics[split]["misclassified"] = wrong.tolist()
+    return metrics
+
+
+def _square(features: int) -> tuple[int, int] | None:
+    side = int(round(features ** 0.5))
+    return (side, side) if side * side == features else None

@@ -129,12 +129,13 @@ class Interrupted(Exception):
 
 def fit(spec: model.Spec, data: Prepared, *,
         on_epoch: Callable[[EpochRecord], None] | None = None,
-        on_step: Callable[[int, int, float], None] | None = None,
+        on_step: Callable[[int, int, float, float], None] | None = None,
         resume: Checkpoint | None = None) -> TrainResult:
     """Train the spec's network on `data`; raise `TrainingError` if it diverges.
 
-    `on_epoch(record)` is called after every epoch and `on_step(epoch, step,
-    loss)` after every optimizer step (for progress bars). A KeyboardInterrupt
+    `on_epoch(record)` is called after every epoch and `on_step(epoch, batch,
+    loss, accuracy)` after every optimizer step, with the epoch's running mean
+    loss and accuracy so far (for progress bars). A KeyboardInterrupt
     becomes `Interrupted` carrying a checkpoint of the last finished epoch;
     `fit(..., resume=checkpoint)` continues from it and ends with the same
     weights as an uninterrupted run.
@@ -204,7 +205,8 @@ def fit(spec: model.Spec, data: Prepared, *,
                     apply_max_norm(weights, regularization.max_norm)
                 step += 1
                 if on_step is not None:
-                    on_step(epoch, step, value)
+                    seen = start + len(index)
+                    on_step(epoch, step - (epoch - 1) * steps_per_epoch, loss_sum / seen, correct / seen)
             val_loss, val_accuracy = evaluate_split(network, loss, data.x_val, data.y_val)
             record = EpochRecord(epoch, loss_sum / n, correct / n, val_loss, val_accuracy, lr,
                                  time.perf_counter() - epoch_start)

@@ -144,14 +144,15 @@ def test_interrupted_run_resumes_bit_for_bit(interrupt_at_step):
     data = blobs()
     reference = fit(spec(*overrides), data)
 
-    def interrupt(epoch, step, loss):
-        if step == interrupt_at_step:
+    steps_per_epoch = 300 // 16 + 1
+
+    def interrupt(epoch, batch, loss, accuracy):
+        if (epoch - 1) * steps_per_epoch + batch == interrupt_at_step:
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted) as info:
         fit(spec(*overrides), data, on_step=interrupt)
     checkpoint = info.value.checkpoint
-    steps_per_epoch = 300 // 16 + 1
     assert checkpoint is None or checkpoint.epoch == (interrupt_at_step - 1) // steps_per_epoch
     resumed = fit(spec(*overrides), data, resume=checkpoint)
     for name, array in weights(reference).items():

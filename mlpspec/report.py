@@ -1,0 +1,119 @@
+"""The pictures and tables of a run: curves, confusion matrix, misclassified examples.
+
+matplotlib (Agg backend, no display needed) is imported only when a picture
+is drawn, so commands that draw nothing start fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                   "learning_rate", "seconds")
+
+
+def history_csv(history: Sequence[dict]) -> str:
+    """The per-epoch history as CSV text (one row per epoch; empty cells for no validation)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HISTORY_COLUMNS)
+    for record in history:
+        writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v
+                         for v in (record[c] for c in HISTORY_COLUMNS)])
+    return out.getvalue()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_curves(history: Sequence[dict], path: Path, title: str) -> None:
+    """Loss and accuracy per epoch, training and validation, side by side."""
+    plt = _pyplot()
+    epochs = [r["epoch"] for r in history]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for axis, metric, label in ((loss_axis, "loss", "loss"), (accuracy_axis, "accuracy", "accuracy")):
+        axis.plot(epochs, [r[f"train_{metric}"] for r in history], marker="o", ms=3, label="training")
+        validation = [r[f"val_{metric}"] for r in history]
+        if not all(math.isnan(v) for v in validation):
+            axis.plot(epochs, validation, marker="o", ms=3, label="validation")
+        axis.set_xlabel("epoch")
+        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    loss_axis.set_yscale("log")
+    accuracy_axis.yaxis.set_major_formatter(lambda value, _: f"{value:.1%}")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, metadata={"Software": None})
+    plt.close(figure)
+
+
+def draw_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> None:
+    """The confusion matrix, counts in every cell, rows = true class."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    classes = len(matrix)
+    size = max(5.0, 0.55 * classes + 2)
+    figure, axis = plt.subplots(figsize=(size, size * 0.9), dpi=100)
+    # Log colours so the off-diagonal errors are visible next to the big diagonal.
+    image = axis.imshow(np.log1p(matrix), cmap="Blues")
+    threshold = np.log1p(matrix).max() / 2
+    for true in range(classes):
+        for predicted in range(classes):
+            count = matrix[true, predicted]
+            if count:
+                axis.text(predicted, true, str(count), ha="center", va="center", fontsize=8,
+                          color="white" if np.log1p(count) > threshold else "black")
+    labels = [_short(name) for name in class_names]
+    axis.set_xticks(range(classes), labels, rotation=45, ha="right")
+    axis.set_yticks(range(classes), labels)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="log(1 + count)")
+    figure.tight_layout()
+    figure.savefig(path, metadata={"Software": None})
+    plt.close(figure)
+
+
+def draw_errors(images: np.ndarray, true: Sequence[int], predicted: Sequence[int],
+                confidence: Sequence[float], class_names: Sequence[str], path: Path,
+                title: str) -> None:
+    """A grid of misclassified images `(n, rows, cols)` with true and predicted labels."""
+    plt = _pyplot()
+    count = len(images)
+    columns = max(1, min(9, count))
+    rows = max(1, math.ceil(count / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.5 * columns, 1.75 * rows + 0.5),
+                                dpi=100, squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index >= count:
+            continue
+        axis.imshow(images[index], cmap="gray_r")
+        axis.set_title(f"true {_short(class_names[true[index]])}\n"
+                       f"pred {_short(class_names[predicted[index]])} {confidence[index]:.0%}",
+                       fontsize=7, color="firebrick")
+    if count == 0:
+        axes.flat[0].text(0.5, 0.5, "no misclassified examples", ha="center", va="center")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, metadata={"Software": None})
+    plt.close(figure)
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 11 else name[:10] + "…"
