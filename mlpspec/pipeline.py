@@ -550,7 +550,7 @@ class Checkpoints:
 def _save_arrays(folder: Path, arrays: Mapping[str, np.ndarray]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, array in arrays.items():
-        np.save(folder / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+        np.save(folder / f"{name}.npy", np.asarray(array), allow_pickle=False)
 
 
 def _load_arrays(folder: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -127,6 +127,8 @@ class Interrupted(Exception):
         self.checkpoint = checkpoint
 
 
+# Overflow is reported as divergence, with advice, not as numpy warnings.
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def fit(spec: model.Spec, data: Prepared, *,
         on_epoch: Callable[[EpochRecord], None] | None = None,
         on_step: Callable[[int, int, float, float], None] | None = None,
