@@ -89,14 +89,14 @@ class LiveProgress(PlainProgress):
 
     def training_started(self, epochs: int, first_epoch: int, batches: int, samples: int) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress as Bar, TextColumn
 
         super().training_started(epochs, first_epoch, batches, samples)
         self._batches, self._batch_size = batches, samples / max(batches, 1)
         self._live = Bar(TextColumn("[bold]train[/] epoch {task.fields[epoch]}/" + str(epochs)),
                          BarColumn(), TextColumn("batch {task.completed:.0f}/{task.total:.0f}"),
                          TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.2%}"),
-                         TextColumn("{task.fields[rate]:,.0f} samples/s"), TimeElapsedColumn(),
+                         TextColumn("{task.fields[rate]:,.0f} samples/s"),
                          console=Console(file=self.stream), transient=True)
         self._live.start()
         self._task = self._live.add_task("train", total=batches, epoch=first_epoch, loss=0.0,
@@ -113,7 +113,8 @@ class LiveProgress(PlainProgress):
 
     def epoch(self, record) -> None:
         if self._live is not None:
-            self._live.console.print(f"[train] {epoch_line(record, self.epochs)}")
+            self._live.console.print(f"[train] {epoch_line(record, self.epochs)}",
+                                     markup=False, highlight=False)
         else:
             super().epoch(record)
 
