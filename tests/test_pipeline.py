@@ -220,3 +220,11 @@ def test_cli_run_cache_commands(project, monkeypatch):
     cleared = runner.invoke(app, ["cache", "clear"])
     assert "removed 5 entries" in cleared.output
     assert runner.invoke(app, ["cache", "ls"]).output.strip().endswith("empty")
+
+
+def test_no_validation_set(project):
+    result = run(project, 'data.validation.take_from="none"')
+    assert "validation" not in result.metrics
+    assert (project / "runs" / "digits" / "curves.png").exists()
+    history = (project / "runs" / "digits" / "history.csv").read_text().splitlines()
+    assert history[1].split(",")[3:5] == ["", ""]

@@ -148,6 +148,7 @@ def main() -> None:
     archs = [arch for arch in ARCHS if arch in (args.arch or ARCHS)]
     os.environ.setdefault("MLPSPEC_MIRRORS", str(REPO.parent / "shared" / "data" / "mnist"))
     python = torch_python(args.torch_python)
+    load_before = os.getloadavg()[0]
 
     data = load_data(bench_spec(archs[0], args.epochs))
     results = []
@@ -157,13 +158,10 @@ def main() -> None:
                             ("x_test", data.x_test), ("y_test", data.y_test)):
             np.save(data_dir / f"{name}.npy", array, allow_pickle=False)
         for arch in archs:
-            print(f"{arch}: mlpspec ...", file=sys.stderr)
+            with_sklearn = arch == SKLEARN_ARCH and not args.no_sklearn
+            print(f"{arch}: mlpspec, then torch{' and sklearn' * with_sklearn} ...", file=sys.stderr)
             ours = run_mlpspec(bench_spec(arch, args.epochs), data)
-            print(f"{arch}: torch{' + sklearn' if arch == SKLEARN_ARCH and not args.no_sklearn else ''} ...",
-                  file=sys.stderr)
-            peer = run_peer(python, data_dir, arch, args.epochs,
-                            arch == SKLEARN_ARCH and not args.no_sklearn)
-            results.append((arch, ours, peer))
+            results.append((arch, ours, run_peer(python, data_dir, arch, args.epochs, with_sklearn)))
 
     rows = []
     for arch, ours, peer in results:
@@ -184,6 +182,9 @@ def main() -> None:
     threads = {"numpy": numpy_threads(), "torch": peers["torch"]["threads"]}
     versions = {"numpy": np.__version__, "torch": peers["torch"]["version"]}
     notes = []
+    if load_before > 1.0:
+        notes.append(f"the machine was busy before the run (1-min load {load_before:.2f}): "
+                     f"torch's OpenMP threads suffer most from a shared core")
     if "sklearn" in peers:
         sk = peers["sklearn"]
         threads["sklearn_blas"] = sk["threads"]
@@ -208,7 +209,7 @@ def main() -> None:
     print(f"targets (ratio at most): {targets}; met: {met}")
     print(json.dumps({"epochs": args.epochs, "batch_size": BATCH_SIZE, "results": rows,
                       "targets": targets, "met": met, "threads": threads, "versions": versions,
-                      "notes": notes}))
+                      "load_before": round(load_before, 2), "notes": notes}))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ into training. The validation split is reproducible from the root seed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dt
     flatten = data.preprocess.flatten
 
     def shaped(x: np.ndarray) -> np.ndarray:
-        return x.reshape(len(x), -1) if flatten else x
+        return x.reshape(len(x), math.prod(x.shape[1:])) if flatten else x
 
     x_train, x_val, x_test = shaped(x_train), shaped(x_val), shaped(x_test)
     if x_train.ndim != 2:
