@@ -80,6 +80,21 @@ def test_state_dict_round_trip_resumes_identically(name):
     assert all(isinstance(v, np.ndarray) for v in saved.values())
 
 
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_large_params_updated_in_blocks_match_scalar_updates(name):
+    # 400 x 350 = 140000 elements spans three blocks (BLOCK = 65536), the last one partial;
+    # every element must follow the same one-element trajectory as run() computes.
+    rng = np.random.default_rng(0)
+    grads = rng.standard_normal((2, 400, 350))
+    p = np.full((400, 350), 1.0)
+    optimizer = OPTIMIZERS[name]()
+    for g in grads:
+        optimizer.step([p], [g], 0.1)
+    for index in [(0, 0), (187, 87), (374, 174), (399, 349)]:  # in blocks 0, 1, 2, 2
+        expected = run(name, {}, [grads[0][index], grads[1][index]], 0.1)[-1]
+        assert p[index] == pytest.approx(expected, rel=1e-12)
+
+
 def test_state_is_allocated_in_the_params_dtype():
     optimizer = OPTIMIZERS["adam.v1"]()
     p = np.ones(3, np.float32)

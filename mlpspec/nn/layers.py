@@ -128,7 +128,7 @@ class Dense(Layer):
 
         def backprop(dY, need_dX=True):
             dW = np.matmul(X.T, dY, out=alloc("dW", W.shape, self.dtype))
-            db = np.sum(dY, axis=0, out=alloc("db", b.shape, self.dtype))
+            db = np.add.reduce(dY, axis=0, out=alloc("db", b.shape, self.dtype))
             dX = np.matmul(dY, W.T, out=alloc("dX", X.shape, self.dtype)) if need_dX else None
             return dX, {"W": dW, "b": db}
 

@@ -20,13 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def log_softmax(Z: np.ndarray) -> np.ndarray:
-    """Row-wise log softmax of Z `(n_samples, k)`, stable for any magnitude."""
-    shifted = Z - Z.max(axis=1, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return shifted
-
-
 def probabilities(Z: np.ndarray) -> np.ndarray:
     """Row-wise softmax of Z `(n_samples, k)`: class probabilities, rows sum to 1."""
     P = Z - Z.max(axis=1, keepdims=True)
@@ -58,7 +51,7 @@ class SoftmaxCrossEntropy:
         top = Z.max(axis=1, keepdims=True)
         dZ = np.subtract(Z, top)
         np.exp(dZ, out=dZ)
-        total = dZ.sum(axis=1, keepdims=True)
+        total = np.add.reduce(dZ, axis=1, keepdims=True)
         dZ /= total  # softmax(Z)
         log_norm = np.log(total, out=total)
         log_norm += top
@@ -68,7 +61,7 @@ class SoftmaxCrossEntropy:
             flat = np.arange(0, n * k, k)
             flat += T
             # -mean log p[label] = mean(log_norm - Z[label])
-            value = (1.0 - eps) * float(np.sum(log_norm) - np.sum(Z.take(flat))) / n
+            value = (1.0 - eps) * float(np.add.reduce(log_norm[:, 0] - Z.take(flat))) / n
             dZ.ravel()[flat] -= 1.0 - eps
         else:
             T = _one_hot_like(T, Z, self.NAME)

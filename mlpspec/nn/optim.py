@@ -18,6 +18,13 @@ Conventions (PyTorch's, so results can be compared):
 
 Velocities start at zero, so the first momentum step equals an SGD step.
 Gradients are never modified.
+
+Speed: the update of an 800x800 layer is memory-bound (each array is 2.5 MB
+and the in-place ops each stream it through memory), so `_blocks` walks the
+flattened arrays in blocks of BLOCK elements and applies every op of the
+update to one block before moving on; a block's arrays stay in the L2 cache.
+On 784-800-800-10 (shared 2-core EPYC, best of 9) this took the momentum
+update from ~1.5-1.65 ms to ~1.3-1.4 ms; for small arrays it changes nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mlpspec.errors import MlpspecError
+
+
+BLOCK = 65536  # elements: 256 kB per float32 array, so p, g, v and scratch fit in a 1 MB L2
 
 
 class Optimizer:
@@ -43,6 +53,8 @@ class Optimizer:
     def _init_slots(self, params: Sequence[np.ndarray]) -> None:
         if self._scratch and len(self._scratch) == len(params):
             return
+        if not all(p.flags.c_contiguous for p in params):
+            raise ValueError(f"{self.NAME}: parameters must be C-contiguous arrays (updated through flat views)")
         for name in self.SLOTS:
             loaded = self.slots.get(name)
             if loaded is None:
@@ -54,9 +66,25 @@ class Optimizer:
                 )
             else:
                 self.slots[name] = [a.astype(p.dtype, copy=False) for a, p in zip(loaded, params)]
-        self._scratch = [np.empty_like(p) for p in params]
+        self._scratch = [np.empty(min(p.size, BLOCK), p.dtype) for p in params]
+
+    def _blocks(self, params, grads, *slots):
+        """Yield `(p, g, *slots, scratch)` as matching 1-D views, one block at a time."""
+        for p, g, *rest, scratch in zip(params, grads, *slots, self._scratch):
+            flat = [p.reshape(-1), g.reshape(-1), *(a.reshape(-1) for a in rest)]
+            if p.size <= BLOCK:
+                yield (*flat, scratch[: p.size])
+                continue
+            for start in range(0, p.size, BLOCK):
+                block = [a[start : start + BLOCK] for a in flat]
+                yield (*block, scratch[: block[0].size])
 
     def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray], lr: float) -> None:
+        """Update `params` in place from `grads` at learning rate `lr`.
+
+        An optimizer is bound to one list of parameters (same order, shapes
+        and C-contiguous arrays on every call), e.g. `Network.parameters()`.
+        """
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -78,7 +106,7 @@ class SGD(Optimizer):
 
     def step(self, params, grads, lr):
         self._init_slots(params)
-        for p, g, tmp in zip(params, grads, self._scratch):
+        for p, g, tmp in self._blocks(params, grads):
             p -= np.multiply(g, lr, out=tmp)
 
 
@@ -91,7 +119,7 @@ class Momentum(Optimizer):
 
     def step(self, params, grads, lr):
         self._init_slots(params)
-        for p, g, v, tmp in zip(params, grads, self.slots["velocity"], self._scratch):
+        for p, g, v, tmp in self._blocks(params, grads, self.slots["velocity"]):
             v *= self.momentum
             v += g
             p -= np.multiply(v, lr, out=tmp)
@@ -102,7 +130,7 @@ class Nesterov(Momentum):
 
     def step(self, params, grads, lr):
         self._init_slots(params)
-        for p, g, v, tmp in zip(params, grads, self.slots["velocity"], self._scratch):
+        for p, g, v, tmp in self._blocks(params, grads, self.slots["velocity"]):
             v *= self.momentum
             v += g
             np.multiply(v, self.momentum, out=tmp)
@@ -125,7 +153,7 @@ class Adam(Optimizer):
         b1, b2 = self.beta1, self.beta2
         step_size = lr / (1.0 - b1**self.t)
         root_correction = math.sqrt(1.0 - b2**self.t)
-        for p, g, m, s, tmp in zip(params, grads, self.slots["m"], self.slots["s"], self._scratch):
+        for p, g, m, s, tmp in self._blocks(params, grads, self.slots["m"], self.slots["s"]):
             m *= b1
             m += np.multiply(g, 1.0 - b1, out=tmp)
             s *= b2
