@@ -156,6 +156,74 @@ def _stage_table(result) -> str:
     return "\n".join(lines)
 
 
+@app.command("evaluate")
+@user_errors
+def evaluate_command(
+    model_file: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file (.mlpm).")],
+    on: Annotated[str, typer.Option("--on", metavar="SPEC|SOURCE", help=(
+        "A built-in dataset (its full test set) or a spec (its evaluation split)."))],
+    set_: SetOption = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Folder for metrics.json and pictures [default: runs/<model>-on-<data>].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Evaluate a model file on a dataset: metrics.json, confusion.png, errors.png."""
+    from mlpspec.data.prepare import load_raw, split_indices
+    from mlpspec.data.sources import BUILTIN_DATASETS
+    from mlpspec.evaluate import evaluate_model_file
+    from mlpspec import rng
+    from mlpspec.spec import model as spec_model
+
+    model = _load_model(model_file)
+    if on in BUILTIN_DATASETS:
+        data_spec, base, seed, split, label = (spec_model.DataSpec(source=spec_model.SOURCES[on]()),
+                                               Path.cwd(), 0, "test", on)
+        validation = None
+    else:
+        if not Path(on).exists():
+            _fail(f"error: --on {on!r} is neither a built-in dataset "
+                  f"({', '.join(BUILTIN_DATASETS)}) nor an existing spec file")
+        loaded = _load(Path(on), set_)
+        data_spec, base, seed, split, label = (loaded.data, Path(on).parent, loaded.seed,
+                                               loaded.evaluate.split, loaded.name)
+        validation = loaded.data.validation
+    raw = load_raw(data_spec, base)
+    images, labels = raw.x_test, raw.y_test
+    if validation is not None and validation.take_from != "none":
+        pool = {"test": (raw.x_test, raw.y_test), "train": (raw.x_train, raw.y_train)}[validation.take_from]
+        keep, held = split_indices(pool[1], validation.size, stratify=validation.stratify,
+                                   shuffle=validation.shuffle,
+                                   generator=rng.generator(seed, "validation-split"),
+                                   what="data.validation.size")
+        if split == "validation":
+            images, labels = pool[0][held], pool[1][held]
+        elif validation.take_from == "test":
+            images, labels = raw.x_test[keep], raw.y_test[keep]
+    if tuple(images.shape[1:]) != tuple(model.sample_shape):
+        _fail(f"error: {model_file}: the model takes samples of shape {tuple(model.sample_shape)}, "
+              f"{raw.name} has {tuple(images.shape[1:])}")
+    folder = out or Path("runs") / f"{model_file.stem}-on-{label}"
+    result = evaluate_model_file(model, images, labels, raw.class_names, folder,
+                                 f"{model_file.name} on {label} ({split})")
+    metrics = result["test"]
+    if as_json:
+        typer.echo(json.dumps({k: metrics[k] for k in ("accuracy", "loss", "samples")}))
+    else:
+        typer.echo(f"{split} accuracy {metrics['accuracy']:.2%} ({metrics['samples']} samples), "
+                   f"log loss {metrics['loss']:.4f}; wrote {folder}")
+
+
+def _load_model(path: Path):
+    from mlpspec import infer
+
+    try:
+        return infer.load(path)
+    except infer.ModelFormatError as error:
+        _fail(f"error: {path}: {error}")
+    except OSError as error:
+        _fail(f"error: {path}: cannot read the file: {error.strerror or error}")
+
+
 cache_app = typer.Typer(help="Inspect and clean the stage cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
@@ -287,6 +355,15 @@ def _builtin_name(name: str) -> str:
     if name not in BUILTIN_DATASETS:
         _fail(f"error: unknown dataset {name!r}; built-in datasets: {', '.join(BUILTIN_DATASETS)}")
     return name
+
+
+def _register_model_commands() -> None:
+    from mlpspec import cli_model
+
+    cli_model.register(app)
+
+
+_register_model_commands()
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -90,3 +90,40 @@ def evaluate_run(spec, network: Network, data, history: list[dict], folder) -> d
 def _square(features: int) -> tuple[int, int] | None:
     side = int(round(features ** 0.5))
     return (side, side) if side * side == features else None
+
+
+def evaluate_model_file(model, images: np.ndarray, labels: np.ndarray, class_names, folder,
+                        title: str, misclassified: int = 36) -> dict:
+    """Score a loaded model file (`mlpspec.infer.Model`) on raw images; write pictures.
+
+    The model applies its own stored preprocessing to the raw `images`
+    `(n, *sample_shape)`. The loss reported is the log loss of its
+    probabilities. Writes `metrics.json`, `confusion.png` and `errors.png`
+    into `folder`.
+    """
+    import json
+    from pathlib import Path
+
+    from mlpspec import report
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = len(class_names)
+    P = model.predict_proba(images)
+    predicted = P.argmax(axis=1)
+    metrics = classification_metrics(labels, predicted, classes)
+    true_p = np.clip(P[np.arange(len(labels)), labels], 1e-12, 1.0)
+    metrics["loss"] = float(-np.mean(np.log(true_p)))
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-P[wrong, predicted[wrong]], kind="stable")][:misclassified]
+    metrics["misclassified"] = wrong.tolist()
+    result = {"test": metrics, "class_names": list(class_names), "headline": "test"}
+    report.draw_confusion(np.array(metrics["confusion_matrix"]), class_names,
+                          folder / "confusion.png", f"{title}: accuracy {metrics['accuracy']:.2%}")
+    shape = images.shape[1:] if images.ndim == 3 else (_square(images[0].size) or (1, images[0].size))
+    report.draw_errors(images[wrong].reshape((len(wrong), *shape)), labels[wrong], predicted[wrong],
+                       P[wrong, predicted[wrong]], class_names, folder / "errors.png",
+                       f"{title}: {len(wrong)} of {int((predicted != labels).sum())} misclassified, "
+                       f"most confident first")
+    (folder / "metrics.json").write_text(json.dumps(result, indent=1))
+    return result

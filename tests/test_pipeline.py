@@ -228,3 +228,21 @@ def test_no_validation_set(project):
     assert (project / "runs" / "digits" / "curves.png").exists()
     history = (project / "runs" / "digits" / "history.csv").read_text().splitlines()
     assert history[1].split(",")[3:5] == ["", ""]
+
+
+def test_evaluate_command_scores_a_model_file(project, monkeypatch):
+    monkeypatch.chdir(project)
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", "digits.toml", "-q"]).exit_code == 0
+    result = runner.invoke(app, ["evaluate", "runs/digits/model.mlpm", "--on", "digits.toml",
+                                 "--out", "eval", "--json"])
+    assert result.exit_code == 0, result.output
+    scored = json.loads(result.output)
+    trained = json.loads((project / "runs" / "digits" / "metrics.json").read_text())["test"]
+    assert scored["accuracy"] == trained["accuracy"] and scored["samples"] == trained["samples"]
+    assert sorted(p.name for p in (project / "eval").iterdir()) == [
+        "confusion.png", "errors.png", "metrics.json"]
+    missing = runner.invoke(app, ["evaluate", "nope.mlpm", "--on", "digits.toml"])
+    assert missing.exit_code == 2 and "nope.mlpm: cannot read the file" in missing.output
+    wrong = runner.invoke(app, ["evaluate", "runs/digits/model.mlpm", "--on", "nothing"])
+    assert wrong.exit_code == 2 and "neither a built-in dataset" in wrong.output

@@ -1,0 +1,240 @@
+"""The model commands: `predict`, `inspect` and `export` (registered on the main app).
+
+    from mlpspec import cli_model
+    cli_model.register(app)
+
+Commands stay thin: reading inputs and printing here, the work in
+`mlpspec.infer` and `mlpspec.onnx_export`. NumPy, Pillow and onnx are imported
+inside the commands so `mlpspec --help` stays fast. A bad model file or input
+ends in `error: <file>: <message>` and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from mlpspec.errors import MlpspecError
+
+ModelArg = Annotated[Path, typer.Argument(help="Model file written by mlpspec.", show_default=False)]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+class ModelFileError(MlpspecError):
+    """A model or input file could not be used; the message names the file."""
+
+    def __init__(self, path: Path | str, message: str):
+        super().__init__(f"{path}: {message}")
+
+
+def _errors(command: Callable) -> Callable:
+    """Bad files and inputs become `error: <file>: <message>` on stderr with exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except MlpspecError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2)
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(2)
+
+    return wrapper
+
+
+def _load(path: Path):
+    from mlpspec import infer
+
+    try:
+        return infer.load(path)
+    except infer.ModelFormatError as error:
+        raise ModelFileError(path, str(error)) from None
+    except OSError as error:
+        raise ModelFileError(path, f"cannot read the file: {error.strerror or error}") from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add `predict`, `inspect` and `export` to `app`."""
+    app.command("predict")(_errors(predict))
+    app.command("inspect")(_errors(inspect))
+    app.command("export")(_errors(export))
+
+
+# ---------------------------------------------------------------- predict
+
+
+def predict(
+    model_path: ModelArg,
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Images (PNG, JPEG, ...; needs Pillow), .npy arrays or IDX files (gzip or raw); "
+             "each holds one sample or a batch.", show_default=False)],
+    top: Annotated[int, typer.Option("--top", "-k", min=1, help="Show the K most likely classes.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")] = False,
+) -> None:
+    """Classify samples with a model file: prints the top classes of each sample."""
+    from mlpspec import infer
+
+    model = _load(model_path)
+    top = min(top, model.outputs)
+    score_name = "probability" if model.output == "softmax" else "score"
+    for path in inputs:
+        samples = _read_input(path, model)
+        try:
+            scores = model.predict_proba(samples)
+        except infer.InputError as error:
+            raise ModelFileError(path, str(error)) from None
+        single = scores.ndim == 1
+        for index, row in enumerate(scores[None] if single else scores):
+            best = row.argsort(kind="stable")[::-1][:top]
+            ranked = [{"class": int(c), "label": model.classes[c], score_name: float(row[c])} for c in best]
+            where = str(path) if single else f"{path}[{index}]"
+            if as_json:
+                typer.echo(json.dumps({"input": str(path), "index": None if single else index,
+                                       "top": ranked}))
+            else:
+                shown = ", ".join(f"{r['label']} ({r[score_name]:.4g})" for r in ranked)
+                typer.echo(f"{where}: {shown}")
+
+
+def _read_input(path: Path, model):
+    """The samples in `path` as a NumPy array (raw uint8 or preprocessed float)."""
+    import numpy as np
+
+    if not path.is_file():
+        raise ModelFileError(path, "no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            raise ModelFileError(path, f"not a readable .npy file: {error}") from None
+    if suffix in IMAGE_SUFFIXES:
+        return _read_image(path, model)
+    from mlpspec.data.idx import read_idx_file
+
+    try:
+        return read_idx_file(path)
+    except MlpspecError as error:  # the message names the file already
+        raise MlpspecError(f"{error} (inputs are images, .npy or IDX files)") from None
+
+
+def _read_image(path: Path, model):
+    import numpy as np
+
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise ModelFileError(path, "reading images needs Pillow: pip install 'mlpspec[images]'") from None
+    shape = model.sample_shape
+    if len(shape) == 2:
+        mode = "L"
+    elif len(shape) == 3 and shape[-1] in (1, 3, 4):
+        mode = {1: "L", 3: "RGB", 4: "RGBA"}[shape[-1]]
+    else:
+        raise ModelFileError(path, f"the model takes samples of shape {shape}, not images")
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert(mode), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ModelFileError(path, f"cannot read the image: {error}") from None
+    if len(shape) == 3 and shape[-1] == 1:
+        pixels = pixels[..., None]
+    if pixels.shape != shape:
+        height, width = pixels.shape[:2]
+        raise ModelFileError(path, f"the image is {width}x{height} pixels; the model expects "
+                                   f"{shape[1]}x{shape[0]}")
+    return pixels
+
+
+# ---------------------------------------------------------------- inspect
+
+
+def inspect(
+    model_path: ModelArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
+    spec: Annotated[bool, typer.Option("--spec", help="Print only the resolved spec (TOML).")] = False,
+) -> None:
+    """Architecture, parameter count, format version, metrics and provenance of a model file."""
+    model = _load(model_path)
+    if spec:
+        typer.echo(model.provenance.get("spec", ""), nl=False)
+        return
+    if as_json:
+        typer.echo(json.dumps(model.describe(), indent=2))
+        return
+    typer.echo(_format_inspect(model))
+
+
+def _format_inspect(model) -> str:
+    major, minor = model.format_version
+    scaling = model.scaling
+    lines = [
+        f"format       mlpspec-model {major}.{minor}, written by {model.writer or 'unknown'}",
+        f"input        {' x '.join(map(str, model.sample_shape))} -> {model.inputs} features, "
+        f"scaling {scaling['kind']}",
+        f"output       {model.outputs} classes ({model.output}"
+        f"{', loss ' + model.loss if model.loss else ''}): {_shorten(', '.join(model.classes))}",
+        f"parameters   {model.parameter_count:,} ({model.dtype.name})",
+        "layers",
+    ]
+    n = model.inputs
+    for i, layer in enumerate(model.layers):
+        settings = ", ".join(f"{k}={v}" for k, v in layer["settings"].items())
+        if layer["type"] == "dense.v1":
+            shape = f"{n} -> {layer['settings']['units']}"
+            n = layer["settings"]["units"]
+        else:
+            shape = f"{n}"
+        lines.append(f"  {i:<3} {layer['type']:<14} {shape:<14} {settings}")
+    if model.metrics:
+        lines.append("metrics")
+        for key, value in model.metrics.items():
+            lines.append(f"  {key:<20} {_shorten(json.dumps(value) if not isinstance(value, float) else f'{value:.6g}')}")
+    provenance = model.provenance
+    if provenance:
+        lines.append("provenance")
+        if provenance.get("cache_key"):
+            lines.append(f"  cache key          {provenance['cache_key']}")
+        for name, digest in (provenance.get("checksums") or {}).items():
+            lines.append(f"  sha256 {digest}  {name}")
+        if provenance.get("spec"):
+            spec_lines = len(str(provenance["spec"]).splitlines())
+            lines.append(f"  spec               {spec_lines} lines of TOML (show with --spec)")
+    return "\n".join(lines)
+
+
+def _shorten(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------- export
+
+
+def export(
+    model_path: ModelArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.", show_default=False)],
+    format_: Annotated[str, typer.Option("--format", "-f", help="Target format: onnx.")] = "onnx",
+) -> None:
+    """Convert a model file to another format (ONNX: needs the onnx extra)."""
+    if format_ != "onnx":
+        raise MlpspecError(f"--format: unknown format {format_!r}; available: onnx")
+    model = _load(model_path)
+    try:
+        from mlpspec.onnx_export import to_onnx
+
+        data = to_onnx(model)
+    except ImportError:
+        raise MlpspecError("exporting to ONNX needs the onnx package: pip install 'mlpspec[onnx]'") from None
+    from mlpspec.export import write_model
+
+    try:
+        write_model(output, data)
+    except OSError as error:
+        raise ModelFileError(output, f"cannot write the file: {error.strerror or error}") from None
+    typer.echo(f"{output}: ONNX, {len(data)} bytes (input: preprocessed float32 (N, {model.inputs}))")

@@ -1,0 +1,137 @@
+"""Trained network -> model file (format "mlpspec-model", see docs/model-format.md).
+
+    data = model_to_bytes(network, spec, scaling=prepared.scaling,
+                          sample_shape=prepared.sample_shape, class_names=prepared.class_names,
+                          metrics=metrics, checksums=raw.checksums, cache_key=key)
+    write_model("runs/mnist/model.mlpmodel", data)
+
+The bytes are a pure function of the arguments (no timestamp unless `created`
+is given), and every file written is read back by `mlpspec.infer` before it
+is returned, so mlpspec never writes a model it cannot load. The encoding
+itself (tensor entries, checksum) lives in `mlpspec.infer`, the standalone
+reader, so the writer and the reader cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlpspec import __version__, infer
+from mlpspec.data.prepare import Scaling
+from mlpspec.nn.layers import Network
+from mlpspec.spec import model, render_spec
+from mlpspec.spec.schema import unstructure
+
+#: loss name -> what `predict_proba` applies to the network's outputs.
+OUTPUTS = {"softmax_cross_entropy.v1": "softmax", "mse.v1": "identity"}
+
+
+def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling,
+                   sample_shape: tuple[int, ...], class_names: tuple[str, ...],
+                   metrics: Mapping[str, Any], checksums: Mapping[str, str], cache_key: str,
+                   created: str | None = None) -> bytes:
+    """The model file for a trained `network` built from `spec`.
+
+    `scaling`, `sample_shape` and `class_names` come from the prepared data;
+    `metrics` is a tree of numbers, strings, lists and maps (NumPy scalars and
+    arrays are converted); `checksums` maps each data file read to its sha256;
+    `created`, when given, is stored as is (an ISO 8601 time, say).
+    Raises ValueError when the pieces do not fit together.
+    """
+    layers = spec.network.layers
+    if len(layers) != len(network.layers):
+        raise ValueError(f"the spec has {len(layers)} layers, the network {len(network.layers)}")
+    for i, (declared, built) in enumerate(zip(layers, network.layers)):
+        if model.name_of(declared) != built.NAME:
+            raise ValueError(f"layer {i}: the spec says {model.name_of(declared)}, the network has {built.NAME}")
+    if network.n_in != spec.network.inputs or math.prod(sample_shape) != network.n_in:
+        raise ValueError(f"inputs disagree: spec {spec.network.inputs}, network {network.n_in}, "
+                         f"sample shape {tuple(sample_shape)}")
+    if len(class_names) != network.n_out:
+        raise ValueError(f"{len(class_names)} class names for {network.n_out} network outputs")
+    loss = model.name_of(spec.train.loss)
+
+    document: dict[str, Any] = {
+        "format": infer.FORMAT_NAME,
+        "format_version": list(infer.FORMAT_VERSION),
+        "writer": f"mlpspec {__version__}",
+    }
+    if created is not None:
+        document["created"] = str(created)
+    document.update({
+        "architecture": {
+            "inputs": spec.network.inputs,
+            "dtype": network.dtype.name,
+            "output": OUTPUTS[loss],
+            "loss": loss,
+            "layers": [{"type": model.name_of(layer), "settings": unstructure(layer)}
+                       for layer in layers],
+        },
+        "tensors": {name: infer.tensor_entry(array) for name, array in network.state_dict().items()},
+        "preprocessing": {
+            "sample_shape": [int(d) for d in sample_shape],
+            "scaling": {
+                "kind": scaling.kind,
+                "offset": infer.tensor_entry(np.asarray(scaling.offset, dtype=np.float64)),
+                "scale": infer.tensor_entry(np.asarray(scaling.scale, dtype=np.float64)),
+            },
+        },
+        "classes": [str(name) for name in class_names],
+        "metrics": plain(metrics, "metrics"),
+        "provenance": {
+            "spec": render_spec(spec),
+            "checksums": {str(k): str(v) for k, v in sorted(checksums.items())},
+            "cache_key": str(cache_key),
+        },
+    })
+    data = infer.encode(document)
+    infer.load(data)  # never write a file the reader refuses
+    return data
+
+
+def write_model(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically: a temporary file in the same folder, then rename.
+
+    A crash at any moment leaves either the old file or the new one, never
+    half of it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def plain(value: Any, path: str) -> Any:
+    """`value` as plain msgpack data: None, bool, int, float, str, list and str-keyed maps."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return float(value) if isinstance(value, float) else value
+    if isinstance(value, np.generic):
+        return plain(value.item(), path)
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist(), path)
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{path}: map keys must be strings, found {key!r}")
+            out[key] = plain(item, f"{path}.{key}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [plain(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    raise TypeError(f"{path}: cannot store a {type(value).__name__} in a model file")

@@ -1,0 +1,706 @@
+"""Standalone inference for mlpspec model files (format "mlpspec-model" 1.x).
+
+    import infer
+    model = infer.load("mnist.mlpmodel")
+    model.predict(images)          # raw uint8 (n, 28, 28) -> class indices (n,)
+    model.predict_proba(features)  # preprocessed float (n, 784) -> (n, classes)
+
+This module imports only numpy, msgpack and the standard library, never the
+rest of mlpspec: copy this one file into another project and it works as is.
+The file format is specified in mlpspec's `docs/model-format.md`; in short a
+model file is one msgpack map holding the architecture, every tensor as
+dtype + shape + little-endian C-order bytes, the preprocessing, class names,
+metrics, provenance and a CRC-32 over everything before the checksum entry.
+
+Reading is defensive: the file size, every length, the nesting depth and each
+tensor's byte count are checked before anything is allocated, no code is
+ever executed, and every problem raises `ModelFormatError` naming the field
+(`tensors["layers.0.W"].shape: expected [784, 16], found [784, 17]`).
+
+The forward pass repeats the trainer's operations in the same order and the
+same dtype, so outputs equal `mlpspec`'s `Network.predict` (bit for bit in
+practice; the tests require 1e-6 relative).
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import stat
+import sys
+import zlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgpack
+import numpy as np
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "InputError", "Model", "ModelFormatError", "encode", "load"]
+
+FORMAT_NAME = "mlpspec-model"
+#: (major, minor) written by this module; any 1.x file is read.
+FORMAT_VERSION = (1, 0)
+
+# Hard limits, checked before allocating. A legitimate model is far below all of them.
+MAX_FILE_BYTES = 1 << 30          # 1 GiB
+MAX_TENSOR_ELEMENTS = 1 << 28     # 268M values (1 GiB of float32)
+MAX_NDIM = 4
+MAX_DIM = 1 << 31
+MAX_DEPTH = 32                    # nesting of maps and lists (metrics are the deepest)
+MAX_STR_LEN = 16 << 20            # the resolved spec text is the longest string
+MAX_ARRAY_LEN = 1 << 21           # class names: up to 2M classes
+MAX_MAP_LEN = 1 << 16
+MAX_LAYERS = 10_000
+
+#: The checksum is the map's last entry: key "checksum", value "crc32:" + 8 hex digits.
+_CHECKSUM_KEY = msgpack.packb("checksum")
+_CHECKSUM_PREFIX = "crc32:"
+_TRAILER_LEN = len(_CHECKSUM_KEY) + len(msgpack.packb(_CHECKSUM_PREFIX + "0" * 8))
+
+_DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
+
+
+class ModelFormatError(ValueError):
+    """A model file is damaged, hostile or of an unsupported version.
+
+    `field` is the path of the offending field (`tensors["layers.0.W"].shape`,
+    empty for the whole file) and `problem` what was expected and found.
+    """
+
+    def __init__(self, field: str, problem: str):
+        self.field, self.problem = field, problem
+        super().__init__(f"{field}: {problem}" if field else problem)
+
+
+class InputError(ValueError):
+    """Samples given to `Model.predict` etc. do not fit the model (shape or dtype)."""
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def tensor_entry(array: np.ndarray) -> dict[str, Any]:
+    """`{"dtype", "shape", "data"}` for a float32/float64 array: little-endian, C order."""
+    array = np.asarray(array)
+    name = array.dtype.name
+    if name not in _DTYPES:
+        raise TypeError(f"tensors must be float32 or float64, got {array.dtype}")
+    data = np.ascontiguousarray(array, dtype=_DTYPES[name]).tobytes()
+    return {"dtype": name, "shape": list(array.shape), "data": data}
+
+
+def encode(document: Mapping[str, Any]) -> bytes:
+    """The model file bytes for `document` (a map without "checksum"), checksum appended.
+
+    Deterministic: maps are written in their insertion order, integers in
+    their shortest form, floats as float64, strings as UTF-8 str, bytes as bin.
+    """
+    if "checksum" in document:
+        raise ValueError("the document must not hold a 'checksum' entry; encode adds it")
+    # Pack with a placeholder of the final length, so the map header already counts
+    # the checksum entry; then replace the placeholder by the real value.
+    packed = msgpack.packb({**document, "checksum": _CHECKSUM_PREFIX + "0" * 8},
+                           use_bin_type=True, use_single_float=False)
+    body = memoryview(packed)[:-_TRAILER_LEN]
+    return bytes(body) + _checksum_trailer(zlib.crc32(body))
+
+
+def _checksum_trailer(crc: int) -> bytes:
+    return _CHECKSUM_KEY + msgpack.packb(f"{_CHECKSUM_PREFIX}{crc:08x}")
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def load(source: str | os.PathLike | bytes | bytearray | memoryview, *,
+         max_bytes: int = MAX_FILE_BYTES) -> Model:
+    """Read a model from a path or from the file's bytes; raise `ModelFormatError`.
+
+    Files larger than `max_bytes` are refused before being read. OSError
+    (missing or unreadable file) propagates unchanged.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if len(data) > max_bytes:
+            raise ModelFormatError("", f"the data is {len(data)} bytes, more than the limit of {max_bytes}")
+        return Model(_decode(data))
+    with open(source, "rb", buffering=0) as stream:
+        info = os.fstat(stream.fileno())
+        if info.st_size > max_bytes:
+            raise ModelFormatError("", f"the file is {info.st_size} bytes, more than the limit of {max_bytes}")
+        if info.st_size and stat.S_ISREG(info.st_mode) and hasattr(mmap, "MAP_POPULATE"):
+            # Parsing straight from the page cache, mapped in one go, saves copying the
+            # file into fresh memory: page faults were most of the load time. (Like any
+            # mapping, truncating the file in place during these milliseconds would
+            # raise SIGBUS; mlpspec replaces model files atomically, never in place.)
+            with mmap.mmap(stream.fileno(), info.st_size, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+                           prot=mmap.PROT_READ) as mapped:
+                return Model(_decode(mapped))
+        data = stream.read(info.st_size)
+        while len(data) <= max_bytes and (more := stream.read(min(1 << 20, max_bytes + 1 - len(data)))):
+            data += more  # stat reported no size (a pipe)
+    if len(data) > max_bytes:
+        raise ModelFormatError("", f"the file is more than the limit of {max_bytes} bytes")
+    return Model(_decode(data))
+
+
+def _decode(data: bytes | mmap.mmap) -> dict[str, Any]:
+    """Parse, check format name and version, verify the checksum; return the document."""
+    if not data:
+        raise ModelFormatError("", "the file is empty")
+    first = data[0]
+    if not (0x80 <= first <= 0x8F or first in (0xDE, 0xDF)):
+        raise ModelFormatError("", f"not an mlpspec model file: expected a msgpack map, "
+                                   f"found first byte 0x{first:02x}")
+    size = len(data)
+    try:
+        document = msgpack.unpackb(
+            data, raw=False, use_list=True, strict_map_key=True, timestamp=0,
+            object_pairs_hook=_unique_keys, ext_hook=_no_ext,
+            max_str_len=min(size, MAX_STR_LEN), max_bin_len=size,
+            max_array_len=min(size, MAX_ARRAY_LEN), max_map_len=min(size, MAX_MAP_LEN),
+            max_ext_len=min(size, 1 << 20))
+    except ModelFormatError:
+        raise
+    except msgpack.ExtraData:
+        raise ModelFormatError("", "unexpected bytes after the end of the model map") from None
+    except msgpack.StackError:
+        raise ModelFormatError("", "maps and lists are nested too deeply") from None
+    except UnicodeDecodeError as error:
+        raise ModelFormatError("", f"a string is not valid UTF-8 ({error.reason})") from None
+    except RecursionError:
+        raise ModelFormatError("", "maps and lists are nested too deeply") from None
+    except Exception as error:  # msgpack reports damage as ValueError, FormatError, ...
+        message = str(error) or type(error).__name__
+        if "incomplete input" in message:
+            message = f"the file is truncated: the msgpack data ends early ({size} bytes)"
+        raise ModelFormatError("", f"not a valid msgpack document: {message}") from None
+    if not isinstance(document, dict):
+        raise ModelFormatError("", f"expected a msgpack map, found {_kind(document)}")
+    _check_tree(document, "", 0)
+    _check_format(document)
+    _check_checksum(document, data)
+    return document
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ModelFormatError("", f"the key {key!r} appears twice in one map")
+            seen.add(key)
+    return out
+
+
+def _no_ext(code: int, data: bytes) -> None:
+    raise ModelFormatError("", f"msgpack extension types are not allowed (found type {code})")
+
+
+_PLAIN = (str, int, float, bool, bytes, type(None))
+
+
+def _check_tree(value: Any, path: str, depth: int) -> None:
+    """Every value is a plain msgpack type, nested at most MAX_DEPTH deep."""
+    if depth > MAX_DEPTH:
+        raise ModelFormatError(path, f"nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ModelFormatError(path, f"map keys must be strings, found {_kind(key)}")
+            if not isinstance(item, _PLAIN):
+                _check_tree(item, _join(path, key), depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if not isinstance(item, _PLAIN):
+                _check_tree(item, f"{path}[{index}]", depth + 1)
+    elif not isinstance(value, _PLAIN):
+        raise ModelFormatError(path, f"unsupported msgpack value {_kind(value)}")
+
+
+def _check_format(document: dict) -> None:
+    name = document.get("format")
+    if name != FORMAT_NAME:
+        found = repr(name) if isinstance(name, str) else _kind(name)
+        raise ModelFormatError("format", f"not an mlpspec model file: expected {FORMAT_NAME!r}, "
+                                         f"found {found}")
+    version = document.get("format_version")
+    if (not isinstance(version, list) or len(version) != 2
+            or not all(type(v) is int and 0 <= v < 1 << 32 for v in version)):
+        raise ModelFormatError("format_version", f"expected [major, minor] (two integers), "
+                                                 f"found {_show(version)}")
+    major, minor = version
+    ours = f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}"
+    if major > FORMAT_VERSION[0]:
+        raise ModelFormatError("format_version", f"the file has format version {major}.{minor}, "
+                                                 f"newer than this reader's {ours}; read it with a "
+                                                 f"newer mlpspec (or its infer.py)")
+    if major < FORMAT_VERSION[0]:
+        raise ModelFormatError("format_version", f"format version {major}.{minor} was never released; "
+                                                 f"this reader reads {FORMAT_VERSION[0]}.x")
+
+
+def _check_checksum(document: dict, data: bytes) -> None:
+    stored = document.get("checksum")
+    if not (isinstance(stored, str) and len(stored) == 14 and stored.startswith(_CHECKSUM_PREFIX)
+            and all(c in "0123456789abcdef" for c in stored[6:])):
+        raise ModelFormatError("checksum", f"expected 'crc32:' and 8 lowercase hex digits, "
+                                           f"found {_show(stored)}")
+    if data[-_TRAILER_LEN:] != _CHECKSUM_KEY + msgpack.packb(stored):
+        raise ModelFormatError("checksum", "must be the last entry of the map")
+    with memoryview(data) as view, view[:-_TRAILER_LEN] as body:
+        computed = zlib.crc32(body)
+    if computed != int(stored[6:], 16):
+        raise ModelFormatError("checksum", f"mismatch: the file is corrupted (stored {stored}, "
+                                           f"computed {_CHECKSUM_PREFIX}{computed:08x})")
+
+
+# ---------------------------------------------------------------- field checks
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+             bytes: "bytes", list: "a list", dict: "a map", type(None): "nil"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (int, float, bool)) or value is None:
+        return f"{_kind(value)} {value!r}"
+    if isinstance(value, str) and len(value) <= 60:
+        return f"a string {value!r}"
+    if isinstance(value, list) and len(value) <= 8 and all(isinstance(v, (int, float)) for v in value):
+        return f"a list {value!r}"
+    return _kind(value)
+
+
+def _join(path: str, key: str) -> str:
+    if path.endswith("tensors") or not key.isidentifier():
+        return f'{path}["{key}"]' if len(key) <= 80 else f"{path}[<key of {len(key)} characters>]"
+    return f"{path}.{key}" if path else key
+
+
+def _field(table: dict, key: str, path: str, kind: type | tuple[type, ...], required: bool = True,
+           default: Any = None) -> Any:
+    where = _join(path, key)
+    if key not in table:
+        if required:
+            raise ModelFormatError(where, "missing")
+        return default
+    value = table[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+        expected = " or ".join(_kind(k()) if k is not type(None) else "nil" for k in _as_tuple(kind))
+        raise ModelFormatError(where, f"expected {expected}, found {_show(value)}")
+    return value
+
+
+def _as_tuple(kind) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _count(table: dict, key: str, path: str, low: int = 0, high: int = MAX_DIM) -> int:
+    value = _field(table, key, path, int)
+    if not low <= value <= high:
+        raise ModelFormatError(_join(path, key), f"expected an integer in [{low}, {high}], found {value}")
+    return value
+
+
+def _number(table: dict, key: str, path: str) -> float:
+    value = _field(table, key, path, (int, float))
+    if not math.isfinite(value):
+        raise ModelFormatError(_join(path, key), f"expected a finite number, found {value!r}")
+    return float(value)
+
+
+def _tensor(entry: Any, path: str, expected_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Decode one `{"dtype", "shape", "data"}` entry, checking sizes before touching numpy."""
+    if not isinstance(entry, dict):
+        raise ModelFormatError(path, f"expected a map with dtype, shape and data, found {_kind(entry)}")
+    dtype_name = _field(entry, "dtype", path, str)
+    if dtype_name not in _DTYPES:
+        raise ModelFormatError(f"{path}.dtype", f"expected one of {', '.join(_DTYPES)}, "
+                                                f"found {_show(dtype_name)}")
+    shape = _field(entry, "shape", path, list)
+    if len(shape) > MAX_NDIM or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape):
+        raise ModelFormatError(f"{path}.shape", f"expected at most {MAX_NDIM} non-negative integers, "
+                                                f"found {_show(shape)}")
+    if expected_shape is not None and tuple(shape) != expected_shape:
+        raise ModelFormatError(f"{path}.shape", f"expected {list(expected_shape)}, found {shape}")
+    elements = math.prod(shape)
+    if elements > MAX_TENSOR_ELEMENTS:
+        raise ModelFormatError(f"{path}.shape", f"{shape} has {elements} elements, more than the "
+                                                f"limit of {MAX_TENSOR_ELEMENTS}")
+    data = _field(entry, "data", path, bytes)
+    dtype = _DTYPES[dtype_name]
+    if len(data) != elements * dtype.itemsize:
+        raise ModelFormatError(f"{path}.data", f"expected {elements * dtype.itemsize} bytes for "
+                                               f"{dtype_name} {shape}, found {len(data)}")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape)
+    if sys.byteorder != "little":
+        array = array.astype(dtype.newbyteorder("="))
+    return array
+
+
+# ---------------------------------------------------------------- layers
+
+
+def _softmax(Z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, the trainer's `probabilities`."""
+    P = Z - Z.max(axis=1, keepdims=True)
+    np.exp(P, out=P)
+    P /= P.sum(axis=1, keepdims=True)
+    return P
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_A = 0.044715
+
+Op = Callable[[np.ndarray], np.ndarray]
+
+
+# For a few samples OpenBLAS's threaded gemm/gemv can stall for a whole scheduler
+# time slice on a busy machine; np.vecmat (NumPy >= 2.2) runs single-threaded dots.
+SMALL_BATCH = 4
+_vecmat = getattr(np, "vecmat", np.matmul)
+
+
+def _dense_op(W: np.ndarray, b: np.ndarray, small: bool) -> Op:
+    product = _vecmat if small else np.matmul
+
+    def dense(X):
+        Y = product(X, W)
+        Y += b
+        return Y
+    return dense
+
+
+def _relu_op(in_place: bool) -> Op:
+    if in_place:
+        return lambda X: np.maximum(X, 0, out=X)
+    return lambda X: np.maximum(X, 0)
+
+
+def _leaky_relu_op(alpha: float, in_place: bool) -> Op:
+    # The trainer's Y = alpha * X, then X where X > 0 (so NaN stays NaN).
+    if in_place:
+        return lambda X: np.multiply(X, alpha, out=X, where=~(X > 0))
+
+    def leaky_relu(X):
+        Y = np.multiply(X, alpha)
+        np.copyto(Y, X, where=X > 0)
+        return Y
+    return leaky_relu
+
+
+def _sigmoid_op(in_place: bool) -> Op:
+    def sigmoid(X):
+        Y = np.multiply(X, 0.5, out=X if in_place else None)
+        np.tanh(Y, out=Y)
+        Y += 1.0
+        Y *= 0.5
+        return Y
+    return sigmoid
+
+
+def _tanh_op(in_place: bool) -> Op:
+    return (lambda X: np.tanh(X, out=X)) if in_place else np.tanh
+
+
+def _gelu_op(in_place: bool) -> Op:
+    def gelu(X):
+        # Same operations and rounding as the trainer's gelu.v1 (tanh approximation):
+        # Y = (0.5 X) (1 + tanh((C X) (1 + A X^2)))
+        t = X * X
+        t *= _GELU_A
+        t += 1.0
+        t *= _GELU_C * X
+        np.tanh(t, out=t)
+        t += 1.0
+        Y = np.multiply(X, 0.5, out=X if in_place else None)
+        Y *= t
+        return Y
+    return gelu
+
+
+def _batchnorm_op(scale: np.ndarray, shift: np.ndarray, in_place: bool) -> Op:
+    def batchnorm(X):
+        Y = np.multiply(X, scale, out=X if in_place else None)
+        Y += shift
+        return Y
+    return batchnorm
+
+
+#: layer type -> (trained parameters, state buffers); all other types have no tensors.
+_LAYER_TENSORS = {"dense.v1": (("W", "b"), ()),
+                  "batchnorm.v1": (("gamma", "beta"), ("running_mean", "running_var"))}
+_ACTIVATIONS = ("relu.v1", "leaky_relu.v1", "sigmoid.v1", "tanh.v1", "gelu.v1", "dropout.v1")
+LAYER_TYPES = ("dense.v1", "batchnorm.v1", *_ACTIVATIONS)
+
+
+# ---------------------------------------------------------------- the model
+
+
+class Model:
+    """A loaded model: read-only metadata plus a compiled forward pass.
+
+    Attributes for inspection: `format_version` (major, minor), `writer`,
+    `layers` (list of `{"type", "settings"}`), `inputs` (features),
+    `sample_shape` (raw sample shape, e.g. (28, 28)), `classes` (names),
+    `dtype`, `output` ("softmax" or "identity"), `loss`, `scaling`
+    (`{"kind", "offset", "scale"}` as float64 arrays), `tensors`
+    (name -> read-only array), `parameter_count` (trained values: dense W and
+    b, batchnorm gamma and beta; running statistics excluded), `metrics`,
+    `provenance` (`{"spec", "checksums", "cache_key"}`).
+    """
+
+    def __init__(self, document: dict[str, Any]):
+        self._document = document
+        version = document["format_version"]
+        self.format_version: tuple[int, int] = (version[0], version[1])
+        self.writer: str = _field(document, "writer", "", str, required=False, default="")
+        self.metrics: dict = _field(document, "metrics", "", dict, required=False, default={})
+        self.provenance: dict = _field(document, "provenance", "", dict, required=False, default={})
+        self._read_preprocessing(_field(document, "preprocessing", "", dict))
+        self._read_architecture(_field(document, "architecture", "", dict),
+                                _field(document, "tensors", "", dict))
+        self._read_classes(document)
+
+    # -- reading
+
+    def _read_preprocessing(self, table: dict) -> None:
+        path = "preprocessing"
+        shape = _field(table, "sample_shape", path, list)
+        if not 1 <= len(shape) <= MAX_NDIM or not all(type(d) is int and 1 <= d <= MAX_DIM for d in shape):
+            raise ModelFormatError(f"{path}.sample_shape", f"expected 1 to {MAX_NDIM} positive integers, "
+                                                           f"found {_show(shape)}")
+        self.sample_shape: tuple[int, ...] = tuple(shape)
+        scaling = _field(table, "scaling", path, dict)
+        path = f"{path}.scaling"
+        kind = _field(scaling, "kind", path, str)
+        if kind not in ("unit", "standardize", "none"):
+            raise ModelFormatError(f"{path}.kind", f"expected 'unit', 'standardize' or 'none', "
+                                                   f"found {_show(kind)}")
+        features = math.prod(shape)
+        offset = _tensor(_field(scaling, "offset", path, dict), f"{path}.offset")
+        scale = _tensor(_field(scaling, "scale", path, dict), f"{path}.scale")
+        for name, array in (("offset", offset), ("scale", scale)):
+            if array.shape not in ((), (features,)):
+                raise ModelFormatError(f"{path}.{name}.shape", f"expected [] or [{features}] (one value "
+                                                               f"per feature), found {list(array.shape)}")
+            if not np.all(np.isfinite(array)):
+                raise ModelFormatError(f"{path}.{name}.data", "expected finite values, found NaN or inf")
+        if np.any(scale == 0):
+            raise ModelFormatError(f"{path}.scale.data", "expected non-zero values, found 0")
+        self.scaling = {"kind": kind, "offset": offset, "scale": scale}
+
+    def _read_architecture(self, table: dict, tensors: dict) -> None:
+        path = "architecture"
+        self.inputs: int = _count(table, "inputs", path, 1)
+        if self.inputs != math.prod(self.sample_shape):
+            raise ModelFormatError(f"{path}.inputs", f"expected {math.prod(self.sample_shape)} (the "
+                                                     f"product of preprocessing.sample_shape "
+                                                     f"{list(self.sample_shape)}), found {self.inputs}")
+        dtype_name = _field(table, "dtype", path, str)
+        if dtype_name not in _DTYPES:
+            raise ModelFormatError(f"{path}.dtype", f"expected one of {', '.join(_DTYPES)}, "
+                                                    f"found {_show(dtype_name)}")
+        self.dtype = np.dtype(dtype_name)
+        self.output: str = _field(table, "output", path, str)
+        if self.output not in ("softmax", "identity"):
+            raise ModelFormatError(f"{path}.output", f"expected 'softmax' or 'identity', "
+                                                     f"found {_show(self.output)}")
+        self.loss: str = _field(table, "loss", path, str, required=False, default="")
+        layers = _field(table, "layers", path, list)
+        if not 1 <= len(layers) <= MAX_LAYERS:
+            raise ModelFormatError(f"{path}.layers", f"expected 1 to {MAX_LAYERS} layers, found {len(layers)}")
+
+        self.layers: list[dict[str, Any]] = []
+        self.tensors: dict[str, np.ndarray] = {}
+        self.parameter_count = 0
+        self._ops: list[Op] = []  # for batches of more than SMALL_BATCH samples
+        self._small_ops: list[Op] = []
+        n = self.inputs
+        fresh = False  # whether the array reaching this layer is ours to overwrite
+        for i, layer in enumerate(layers):
+            where = f"{path}.layers[{i}]"
+            if not isinstance(layer, dict):
+                raise ModelFormatError(where, f"expected a map with type and settings, found {_kind(layer)}")
+            kind = _field(layer, "type", where, str)
+            if kind not in LAYER_TYPES:
+                raise ModelFormatError(f"{where}.type", f"unknown layer type {_show(kind)}; this reader "
+                                                        f"knows {', '.join(LAYER_TYPES)} (a newer "
+                                                        f"mlpspec may know more)")
+            settings = _field(layer, "settings", where, dict)
+            self.layers.append({"type": kind, "settings": settings})
+            where = f"{where}.settings"
+            params, state = _LAYER_TENSORS.get(kind, ((), ()))
+            if kind == "dense.v1":
+                units = _count(settings, "units", where, 1)
+                shapes = {"W": (n, units), "b": (units,)}
+            else:
+                shapes = dict.fromkeys(params + state, (n,))
+            arrays = {}
+            for key, shape in shapes.items():
+                name = f"layers.{i}.{key}"
+                entry = tensors.get(name)
+                if entry is None:
+                    raise ModelFormatError(f'tensors["{name}"]', f"missing ({kind} layer {i} needs "
+                                                                 f"{', '.join(shapes)})")
+                array = _tensor(entry, f'tensors["{name}"]', shape)
+                if array.dtype != self.dtype:
+                    raise ModelFormatError(f'tensors["{name}"].dtype', f"expected {dtype_name} (the "
+                                                                        f"architecture's dtype), found "
+                                                                        f"{array.dtype.name}")
+                arrays[key] = self.tensors[name] = array
+            self.parameter_count += sum(arrays[key].size for key in params)
+
+            if kind == "dense.v1":
+                op = _dense_op(arrays["W"], arrays["b"], small=False)
+                self._small_ops.append(_dense_op(arrays["W"], arrays["b"], small=True))
+                n, fresh = units, True
+            elif kind == "batchnorm.v1":
+                epsilon = _number(settings, "epsilon", where)
+                if not epsilon > 0:
+                    raise ModelFormatError(f"{where}.epsilon", f"expected a positive number, found {epsilon}")
+                # The trainer's inference statistics, computed the same way in the same dtype.
+                scale = arrays["gamma"] / np.sqrt(arrays["running_var"] + epsilon)
+                shift = arrays["beta"] - arrays["running_mean"] * scale
+                op, fresh = _batchnorm_op(scale, shift, fresh), True
+            elif kind == "leaky_relu.v1":
+                op, fresh = _leaky_relu_op(_number(settings, "alpha", where), fresh), True
+            elif kind == "dropout.v1":
+                continue  # the identity at inference
+            else:
+                op = {"relu.v1": _relu_op, "sigmoid.v1": _sigmoid_op, "tanh.v1": _tanh_op,
+                      "gelu.v1": _gelu_op}[kind](fresh)
+                fresh = True
+            if kind != "dense.v1":
+                self._small_ops.append(op)
+            self._ops.append(op)
+        self.outputs: int = n
+
+        # Scaling in the compute dtype, as the trainer's `Scaling.apply` does it.
+        offset = self.scaling["offset"].astype(self.dtype)
+        scale = self.scaling["scale"].astype(self.dtype)
+        self._offset = None if self.scaling["kind"] == "none" or not offset.any() else offset
+        self._scale = None if self.scaling["kind"] == "none" or np.all(scale == 1) else scale
+
+    def _read_classes(self, document: dict) -> None:
+        names = _field(document, "classes", "", list)
+        if len(names) != self.outputs:
+            raise ModelFormatError("classes", f"expected {self.outputs} names (the network's "
+                                              f"outputs), found {len(names)}")
+        for i, name in enumerate(names):
+            if not isinstance(name, str):
+                raise ModelFormatError(f"classes[{i}]", f"expected a string, found {_show(name)}")
+        self.classes: tuple[str, ...] = tuple(names)
+
+    # -- inference
+
+    def preprocess(self, X: Any, raw: bool | None = None) -> np.ndarray:
+        """Samples as network inputs `(n, inputs)` in the model's dtype.
+
+        `raw=None` decides from the array: uint8 of shape `sample_shape` or
+        `(n, *sample_shape)` is raw and gets the stored scaling; a float array
+        `(inputs,)` or `(n, inputs)` is taken as already preprocessed.
+        `raw=True` applies the scaling to any numeric array of either shape;
+        `raw=False` never does.
+        """
+        return self._inputs(X, raw)[0]
+
+    def _inputs(self, X: Any, raw: bool | None) -> tuple[np.ndarray, bool]:
+        """`(inputs (n, features), single)`; `single` when one sample was given."""
+        X = np.asarray(X)
+        shape, dtype = X.shape, X.dtype
+        if raw is None:
+            raw = dtype == np.uint8
+        if raw:
+            if shape == self.sample_shape:
+                n, single = 1, True
+            elif shape[1:] == self.sample_shape and len(shape) == len(self.sample_shape) + 1:
+                n, single = shape[0], False
+            else:
+                raise InputError(self._shape_message(X, raw=True))
+            if dtype.kind not in "uifb":
+                raise InputError(f"expected numbers, found an array of {dtype}")
+            # The trainer's Scaling.apply: cast, subtract the offset, divide by the scale.
+            out = X.reshape(n, self.inputs).astype(self.dtype)
+            if self._offset is not None:
+                out -= self._offset
+            if self._scale is not None:
+                out /= self._scale
+            return out, single
+        if dtype.kind != "f":
+            raise InputError(self._shape_message(X, raw=False))
+        if shape == (self.inputs,):
+            return X.reshape(1, self.inputs).astype(self.dtype, copy=False), True
+        if len(shape) == 2 and shape[1] == self.inputs:
+            return X.astype(self.dtype, copy=False), False
+        raise InputError(self._shape_message(X, raw=False))
+
+    def _shape_message(self, X: np.ndarray, raw: bool) -> str:
+        sample = tuple(self.sample_shape)
+        expected = (f"raw uint8 samples of shape {sample} or (n, {', '.join(map(str, sample))}), "
+                    f"or preprocessed float samples of shape ({self.inputs},) or (n, {self.inputs})")
+        return f"expected {expected}; found {X.dtype} of shape {X.shape}"
+
+    def logits(self, X: Any, raw: bool | None = None) -> np.ndarray:
+        """The network's raw outputs (before softmax): `(n, outputs)`, or `(outputs,)` for one sample."""
+        Z, single = self._forward(X, raw)
+        return Z[0] if single else Z
+
+    def _forward(self, X: Any, raw: bool | None) -> tuple[np.ndarray, bool]:
+        Z, single = self._inputs(X, raw)
+        for op in self._small_ops if len(Z) <= SMALL_BATCH else self._ops:
+            Z = op(Z)
+        if Z is X:  # a network of dropout only: never hand back the caller's array
+            Z = Z.copy()
+        return Z, single
+
+    def predict_proba(self, X: Any, raw: bool | None = None) -> np.ndarray:
+        """Class probabilities `(n, classes)`, or `(classes,)` for one sample.
+
+        For a softmax model (trained with softmax_cross_entropy.v1) the softmax
+        of the logits; rows sum to 1. For an "identity" model (trained with
+        mse.v1 on one-hot targets) the raw outputs unchanged: estimates of the
+        one-hot target that need not sum to 1 nor lie in [0, 1].
+        """
+        Z, single = self._forward(X, raw)
+        P = _softmax(Z) if self.output == "softmax" else Z
+        return P[0] if single else P
+
+    def predict(self, X: Any, raw: bool | None = None) -> np.ndarray | int:
+        """Class indices `(n,)` int64, or one `int` for one sample (argmax of the outputs)."""
+        Z, single = self._forward(X, raw)
+        return int(Z[0].argmax()) if single else Z.argmax(axis=1)
+
+    # -- writing back
+
+    def to_bytes(self) -> bytes:
+        """The file re-encoded from what was read (byte-identical for canonical files)."""
+        return encode({k: v for k, v in self._document.items() if k != "checksum"})
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary (what `mlpspec inspect --json` prints)."""
+        return {
+            "format_version": list(self.format_version),
+            "writer": self.writer,
+            "inputs": self.inputs,
+            "sample_shape": list(self.sample_shape),
+            "scaling": self.scaling["kind"],
+            "dtype": self.dtype.name,
+            "output": self.output,
+            "loss": self.loss,
+            "layers": self.layers,
+            "parameter_count": self.parameter_count,
+            "classes": list(self.classes),
+            "metrics": self.metrics,
+            "provenance": self.provenance,
+        }
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(layer["type"] for layer in self.layers)
+        return (f"Model({self.inputs} -> {self.outputs}, {self.parameter_count} parameters, "
+                f"format {self.format_version[0]}.{self.format_version[1]}: {kinds})")

@@ -1,0 +1,92 @@
+"""Model file -> ONNX graph (needs the `onnx` extra: `pip install 'mlpspec[onnx]'`).
+
+    data = to_onnx(infer.load("model.mlpmodel"))
+
+The graph takes preprocessed features, float32 `input` of shape
+`(N, inputs)` (the stored scaling is not part of the graph; it is recorded
+in the metadata as `mlpspec.scaling`), and returns float32 `logits`
+`(N, classes)` plus, for a softmax model, `probabilities` (Softmax on axis 1).
+A float64 model is exported in float32.
+
+Layer mapping: dense.v1 -> Gemm, relu.v1 -> Relu, leaky_relu.v1 ->
+LeakyRelu, sigmoid.v1 -> Sigmoid, tanh.v1 -> Tanh, gelu.v1 -> Gelu with
+approximate="tanh" (opset 20; the trainer's GELU is the tanh approximation),
+batchnorm.v1 -> BatchNormalization in inference mode, dropout.v1 -> nothing
+(the identity at inference).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from mlpspec import __version__
+from mlpspec.infer import Model
+
+OPSET = 20  # the first opset with Gelu
+
+
+def to_onnx(model: Model) -> bytes:
+    """The serialized ONNX ModelProto for `model`, checked by `onnx.checker`."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, initializers = [], []
+    current = "input"
+
+    def constant(name: str, array: np.ndarray) -> str:
+        initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
+        return name
+
+    def node(op: str, inputs: list[str], name: str, **attributes) -> str:
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attributes))
+        return name
+
+    for i, layer in enumerate(model.layers):
+        kind, settings = layer["type"], layer["settings"]
+        tensor = lambda key: model.tensors[f"layers.{i}.{key}"]  # noqa: E731
+        name = f"layers.{i}.{kind.split('.')[0]}"
+        if kind == "dense.v1":
+            current = node("Gemm", [current, constant(f"layers.{i}.W", tensor("W")),
+                                    constant(f"layers.{i}.b", tensor("b"))], name)
+        elif kind == "batchnorm.v1":
+            inputs = [constant(f"layers.{i}.{key}", tensor(key))
+                      for key in ("gamma", "beta", "running_mean", "running_var")]
+            current = node("BatchNormalization", [current, *inputs], name,
+                           epsilon=float(settings["epsilon"]))
+        elif kind == "leaky_relu.v1":
+            current = node("LeakyRelu", [current], name, alpha=float(settings["alpha"]))
+        elif kind == "gelu.v1":
+            current = node("Gelu", [current], name, approximate="tanh")
+        elif kind in ("relu.v1", "sigmoid.v1", "tanh.v1"):
+            current = node({"relu.v1": "Relu", "sigmoid.v1": "Sigmoid", "tanh.v1": "Tanh"}[kind],
+                           [current], name)
+        elif kind == "dropout.v1":
+            continue
+        else:  # the reader accepts only the types above
+            raise ValueError(f"layer {i}: no ONNX mapping for {kind}")
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", model.outputs])]
+    node("Identity", [current], "logits")
+    if model.output == "softmax":
+        node("Softmax", ["logits"], "probabilities", axis=1)
+        outputs.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT,
+                                                     ["N", model.outputs]))
+    graph = helper.make_graph(
+        nodes, "mlpspec",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", model.inputs])],
+        outputs, initializers)
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                   producer_name="mlpspec", producer_version=__version__)
+    onnx_model.ir_version = 9  # understood by onnxruntime >= 1.16
+    scaling = model.scaling
+    helper.set_model_props(onnx_model, {
+        "mlpspec.classes": json.dumps(list(model.classes)),
+        "mlpspec.sample_shape": json.dumps(list(model.sample_shape)),
+        "mlpspec.scaling": json.dumps({"kind": scaling["kind"],
+                                       "offset": scaling["offset"].tolist(),
+                                       "scale": scaling["scale"].tolist()}),
+        "mlpspec.format_version": ".".join(map(str, model.format_version)),
+    })
+    onnx.checker.check_model(onnx_model, full_check=True)
+    return onnx_model.SerializeToString()

@@ -1,0 +1,195 @@
+"""Inference speed of the standalone `mlpspec.infer` side by side with onnxruntime.
+
+    python tools/bench_infer.py [--arch 784-1024-256-10] [--repeats 2000]
+
+One model (ReLU hidden layers, He-normal random weights: speed does not
+depend on the values), written as an mlpspec model file and exported to ONNX
+with `mlpspec.onnx_export`. Measured, all wall-clock on this machine:
+
+Each engine runs in its own process, `--rounds` times alternating with the
+others; each figure is the best over the rounds (the median within a round),
+since other load on a shared machine can only slow a run down.
+
+- load: median time of `infer.load(path)` (file in the page cache; includes
+  reading, the CRC-32, parsing and validation) and of creating an
+  onnxruntime session from the .onnx file;
+- latency: median time of one call on one preprocessed float32 sample,
+  `model.predict_proba(x)` against `session.run(["probabilities"], ...)`;
+- throughput: samples per second on a batch of 10000 preprocessed samples
+  (best of a few runs).
+
+onnxruntime runs twice: with one intra-op thread and with its default (one
+per core). NumPy uses OpenBLAS's default threads (one per core). The targets compare against the better onnxruntime setting
+for each figure: batch throughput at least onnxruntime's, single-sample
+latency at most 2x, load under 5 ms for about 1M parameters. Needs the `onnx` extra. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlpspec import infer
+from mlpspec.data.prepare import Scaling
+from mlpspec.export import model_to_bytes, write_model
+from mlpspec.onnx_export import to_onnx
+from mlpspec.spec import parse_spec
+from mlpspec.train import build_network
+
+BATCH = 10_000
+SPEC = """
+spec_version = 1
+name = "bench"
+[data]
+source = "mnist"
+[network]
+inputs = {inputs}
+{layers}
+[train]
+epochs = 1
+"""
+
+
+def build_model(arch: str, folder: Path) -> tuple[Path, Path, int]:
+    sizes = [int(s) for s in arch.split("-")]
+    layers = []
+    for units in sizes[1:-1]:
+        layers.append(f'[[network.layers]]\ntype = "dense.v1"\nunits = {units}\n'
+                      f'[[network.layers]]\ntype = "relu.v1"')
+    layers.append(f'[[network.layers]]\ntype = "dense.v1"\nunits = {sizes[-1]}')
+    spec = parse_spec(SPEC.format(inputs=sizes[0], layers="\n".join(layers)))
+    network = build_network(spec)
+    side = int(round(sizes[0] ** 0.5))
+    shape = (side, side) if side * side == sizes[0] else (sizes[0],)
+    data = model_to_bytes(network, spec, scaling=Scaling("unit", np.array(0.0), np.array(255.0)),
+                          sample_shape=shape, class_names=tuple(map(str, range(sizes[-1]))),
+                          metrics={}, checksums={}, cache_key="bench")
+    model_path = write_model(folder / "bench.mlpmodel", data)
+    onnx_path = folder / "bench.onnx"
+    onnx_path.write_bytes(to_onnx(infer.load(data)))
+    return model_path, onnx_path, sum(a.size for a in network.state_dict().values())
+
+
+def median_seconds(call, repeats: int) -> float:
+    for _ in range(min(50, repeats)):  # warm caches and thread pools
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def best_seconds(call, repeats: int) -> float:
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def measure(engine: str, model_path: Path, onnx_path: Path, repeats: int) -> dict:
+    """Figures for one engine: "infer", or "onnxruntime:<threads>" (0 = its default)."""
+    rng = np.random.default_rng(0)
+    model = infer.load(model_path)
+    batch = rng.random((BATCH, model.inputs), dtype=np.float32)
+    one = batch[0].copy()
+    if engine == "infer":
+        return {
+            "load_ms": 1e3 * median_seconds(lambda: infer.load(model_path), 200),
+            "latency_us": 1e6 * median_seconds(lambda: model.predict_proba(one), repeats),
+            "throughput_per_s": BATCH / best_seconds(lambda: model.predict_proba(batch), 5),
+        }
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(engine.split(":")[1])
+
+    def session():
+        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    sess = session()
+    feed_one, feed_batch = {"input": one[None, :]}, {"input": batch}
+    probabilities = sess.run(["probabilities"], feed_batch)[0]
+    return {
+        "load_ms": 1e3 * median_seconds(session, 20),
+        "latency_us": 1e6 * median_seconds(lambda: sess.run(["probabilities"], feed_one), repeats),
+        "throughput_per_s": BATCH / best_seconds(lambda: sess.run(["probabilities"], feed_batch), 5),
+        "outputs_match": bool(np.allclose(probabilities, model.predict_proba(batch), rtol=1e-4, atol=1e-6)),
+        "version": ort.__version__,
+    }
+
+
+def best_of(old: dict | None, new: dict) -> dict:
+    """The best figure of each kind over rounds (other load on the machine only slows down)."""
+    if old is None:
+        return new
+    return {**new, "load_ms": min(old["load_ms"], new["load_ms"]),
+            "latency_us": min(old["latency_us"], new["latency_us"]),
+            "throughput_per_s": max(old["throughput_per_s"], new["throughput_per_s"]),
+            "outputs_match": old.get("outputs_match", True) and new.get("outputs_match", True)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="784-1024-256-10")
+    parser.add_argument("--repeats", type=int, default=2000, help="calls for the latency median")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each engine, alternating")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # ENGINE MODEL ONNX: one engine, in-process
+    args, rest = parser.parse_known_args()
+    if args.worker:
+        print(json.dumps(measure(args.worker, Path(rest[0]), Path(rest[1]), args.repeats)))
+        return
+
+    results: dict = {"arch": args.arch, "cpus": os.cpu_count(), "rounds": args.rounds,
+                     "loadavg_before": os.getloadavg()[0]}
+    engines = {"infer": "infer", "onnxruntime_1_thread": "onnxruntime:1",
+               "onnxruntime_default": "onnxruntime:0"}
+    with tempfile.TemporaryDirectory() as folder:
+        model_path, onnx_path, parameters = build_model(args.arch, Path(folder))
+        results.update(parameters=parameters, file_bytes=model_path.stat().st_size)
+        for _ in range(args.rounds):
+            for name, engine in engines.items():
+                # One process per engine: idle OpenBLAS and onnxruntime threads spin for a
+                # while after each call and would slow down whichever engine runs next.
+                done = subprocess.run([sys.executable, __file__, "--worker", engine, str(model_path),
+                                       str(onnx_path), "--repeats", str(args.repeats)],
+                                      capture_output=True, text=True, check=True)
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+                results[name] = best_of(results.get(name), row)
+
+    ours = results["infer"]
+    peer = max((results[name] for name in engines if name != "infer"),
+               key=lambda row: row["throughput_per_s"])
+    fastest = min((results[name] for name in engines if name != "infer"),
+                  key=lambda row: row["latency_us"])
+    results["ratios_vs_best_onnxruntime"] = {
+        "throughput": ours["throughput_per_s"] / peer["throughput_per_s"],
+        "latency": ours["latency_us"] / fastest["latency_us"],
+    }
+    results["targets_met"] = {
+        "throughput_at_least_onnxruntime": ours["throughput_per_s"] >= peer["throughput_per_s"],
+        "latency_at_most_2x_onnxruntime": ours["latency_us"] <= 2 * fastest["latency_us"],
+        "load_under_5ms": ours["load_ms"] < 5.0,
+    }
+    for name in engines:
+        row = results[name]
+        print(f"{name:22} load {row['load_ms']:7.2f} ms   latency {row['latency_us']:8.1f} us   "
+              f"throughput {row['throughput_per_s']:10.0f} samples/s", file=sys.stderr)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
