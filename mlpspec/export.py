@@ -3,7 +3,7 @@
     data = model_to_bytes(network, spec, scaling=prepared.scaling,
                           sample_shape=prepared.sample_shape, class_names=prepared.class_names,
                           metrics=metrics, checksums=raw.checksums, cache_key=key)
-    write_model("runs/mnist/model.mlpmodel", data)
+    write_model("runs/mnist/model.mlpm", data)
 
 The bytes are a pure function of the arguments (no timestamp unless `created`
 is given), and every file written is read back by `mlpspec.infer` before it

@@ -1,7 +1,7 @@
 """Standalone inference for mlpspec model files (format "mlpspec-model" 1.x).
 
     import infer
-    model = infer.load("mnist.mlpmodel")
+    model = infer.load("mnist.mlpm")
     model.predict(images)          # raw uint8 (n, 28, 28) -> class indices (n,)
     model.predict_proba(features)  # preprocessed float (n, 784) -> (n, classes)
 

@@ -1,6 +1,6 @@
 """Model file -> ONNX graph (needs the `onnx` extra: `pip install 'mlpspec[onnx]'`).
 
-    data = to_onnx(infer.load("model.mlpmodel"))
+    data = to_onnx(infer.load("model.mlpm"))
 
 The graph takes preprocessed features, float32 `input` of shape
 `(N, inputs)` (the stored scaling is not part of the graph; it is recorded

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mlpspec import cli_model, infer
 from mlpspec.data.idx import encode_idx
 
-V1_0 = Path(__file__).parent / "model_files" / "v1.0.mlpmodel"
+V1_0 = Path(__file__).parent / "model_files" / "v1.0.mlpm"
 PINNED_INPUTS = np.arange(2 * 16, dtype=np.uint8).reshape(2, 4, 4) * 7
 
 app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
@@ -102,16 +102,16 @@ def test_predict_bad_inputs(tmp_path):
 def test_bad_model_file_is_one_clean_line(tmp_path):
     damaged = bytearray(V1_0.read_bytes())
     damaged[1000] ^= 0x10
-    (tmp_path / "damaged.mlpmodel").write_bytes(bytes(damaged))
+    (tmp_path / "damaged.mlpm").write_bytes(bytes(damaged))
     np.save(tmp_path / "x.npy", PINNED_INPUTS)
-    for command in (["predict", tmp_path / "damaged.mlpmodel", tmp_path / "x.npy"],
-                    ["inspect", tmp_path / "damaged.mlpmodel"]):
+    for command in (["predict", tmp_path / "damaged.mlpm", tmp_path / "x.npy"],
+                    ["inspect", tmp_path / "damaged.mlpm"]):
         result = invoke(*command)
         assert result.exit_code == 2
-        assert result.output.startswith(f"error: {tmp_path / 'damaged.mlpmodel'}: checksum: mismatch")
-    result = invoke("inspect", tmp_path / "nothing.mlpmodel")
+        assert result.output.startswith(f"error: {tmp_path / 'damaged.mlpm'}: checksum: mismatch")
+    result = invoke("inspect", tmp_path / "nothing.mlpm")
     assert result.exit_code == 2
-    assert result.output == (f"error: {tmp_path / 'nothing.mlpmodel'}: cannot read the file: "
+    assert result.output == (f"error: {tmp_path / 'nothing.mlpm'}: cannot read the file: "
                              f"No such file or directory\n")
 
 

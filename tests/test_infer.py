@@ -156,12 +156,12 @@ def test_standalone_copy_matches_the_trainer_without_mlpspec(tmp_path, every_lay
     folder = tmp_path / "elsewhere"
     folder.mkdir()
     shutil.copy(INFER_SOURCE, folder / "infer.py")
-    (tmp_path / "model.mlpmodel").write_bytes(blob)
+    (tmp_path / "model.mlpm").write_bytes(blob)
     x_raw, y = raw_blobs(1, 200)
     np.save(tmp_path / "raw.npy", x_raw)
     (tmp_path / "check.py").write_text(STANDALONE)
     done = subprocess.run(
-        [sys.executable, "-I", str(tmp_path / "check.py"), str(folder), str(tmp_path / "model.mlpmodel"),
+        [sys.executable, "-I", str(tmp_path / "check.py"), str(folder), str(tmp_path / "model.mlpm"),
          str(tmp_path / "raw.npy"), str(tmp_path / "batch.npy"), str(tmp_path / "one.npy")],
         capture_output=True, text=True, cwd=folder)
     assert done.returncode == 0, done.stderr

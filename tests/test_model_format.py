@@ -26,7 +26,7 @@ from mlpspec.spec import parse_spec
 from mlpspec.train import build_network
 
 MODEL_FILES = Path(__file__).parent / "model_files"
-V1_0 = MODEL_FILES / "v1.0.mlpmodel"
+V1_0 = MODEL_FILES / "v1.0.mlpm"
 V1_0_SHA256 = "128f7b5c93ff35e0d0fbe354a5b6b0001ed88874d68e3ba0f4496bcab1483af8"
 PINNED_INPUTS = np.arange(2 * 16, dtype=np.uint8).reshape(2, 4, 4) * 7
 PINNED_LOGITS = [[-0.18237854540348053, -1.3568964004516602, 1.08650803565979],
@@ -121,10 +121,10 @@ def test_same_inputs_give_the_same_bytes():
 
 def test_save_load_save_is_byte_identical(tmp_path):
     data = small_model_bytes()
-    path = write_model(tmp_path / "sub" / "model.mlpmodel", data)
+    path = write_model(tmp_path / "sub" / "model.mlpm", data)
     assert path.read_bytes() == data
     assert infer.load(path).to_bytes() == data
-    assert [p.name for p in path.parent.iterdir()] == ["model.mlpmodel"]  # no temporary left
+    assert [p.name for p in path.parent.iterdir()] == ["model.mlpm"]  # no temporary left
 
 
 def test_encode_exact_bytes():
@@ -323,7 +323,7 @@ def test_huge_strings_within_the_file():
 
 
 def test_file_size_limit(tmp_path):
-    path = tmp_path / "model.mlpmodel"
+    path = tmp_path / "model.mlpm"
     path.write_bytes(V1_0.read_bytes())
     format_error_from = pytest.raises(infer.ModelFormatError, match=r"the file is 4580 bytes, more than "
                                                                     r"the limit of 1000")
@@ -338,7 +338,7 @@ def test_file_size_limit(tmp_path):
 
 def test_every_truncation_is_a_clean_error(tmp_path):
     data = V1_0.read_bytes()
-    path = tmp_path / "cut.mlpmodel"
+    path = tmp_path / "cut.mlpm"
     for length in range(len(data)):
         with pytest.raises(infer.ModelFormatError):
             infer.load(data[:length])

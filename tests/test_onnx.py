@@ -46,7 +46,7 @@ def test_float64_model_exports_as_float32():
 def test_metadata_records_the_preprocessing():
     from pathlib import Path
 
-    model = infer.load(Path(__file__).parent / "model_files" / "v1.0.mlpmodel")
+    model = infer.load(Path(__file__).parent / "model_files" / "v1.0.mlpm")
     props = {p.key: p.value for p in onnx.load_from_string(to_onnx(model)).metadata_props}
     assert props["mlpspec.classes"] == '["circle", "square", "triangle"]'
     assert props["mlpspec.sample_shape"] == "[4, 4]"

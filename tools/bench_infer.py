@@ -73,7 +73,7 @@ def build_model(arch: str, folder: Path) -> tuple[Path, Path, int]:
     data = model_to_bytes(network, spec, scaling=Scaling("unit", np.array(0.0), np.array(255.0)),
                           sample_shape=shape, class_names=tuple(map(str, range(sizes[-1]))),
                           metrics={}, checksums={}, cache_key="bench")
-    model_path = write_model(folder / "bench.mlpmodel", data)
+    model_path = write_model(folder / "bench.mlpm", data)
     onnx_path = folder / "bench.onnx"
     onnx_path.write_bytes(to_onnx(infer.load(data)))
     return model_path, onnx_path, sum(a.size for a in network.state_dict().values())

@@ -1,4 +1,4 @@
-"""How `v1.0.mlpmodel` was made (run once, when format 1.0 was released; never rerun
+"""How `v1.0.mlpm` was made (run once, when format 1.0 was released; never rerun
 to "update" it: the file must keep loading as it is, forever).
 
     python tests/model_files/make_v1_0.py
@@ -94,7 +94,7 @@ def build() -> bytes:
 
 
 if __name__ == "__main__":
-    path = write_model(Path(__file__).with_name("v1.0.mlpmodel"), build())
+    path = write_model(Path(__file__).with_name("v1.0.mlpm"), build())
     model = infer.load(path)
     np.set_printoptions(precision=9)
     print(path, path.stat().st_size, "bytes")
