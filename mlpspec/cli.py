@@ -6,15 +6,14 @@ user error is an `MlpspecError`, printed as a message with exit code 2.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from mlpspec.errors import MlpspecError, RunInterrupted, SpecError
+from mlpspec.cli_support import fail as _fail, user_errors
 
 app = typer.Typer(
     name="mlpspec",
@@ -32,34 +31,6 @@ SetOption = Annotated[
     typer.Option("--set", "-s", metavar="KEY=VALUE",
                  help="Override a spec key, e.g. --set train.epochs=3 (repeatable; TOML values)."),
 ]
-
-
-def _fail(message: str) -> None:
-    typer.echo(message, err=True)
-    raise typer.Exit(2)
-
-
-def user_errors(command: Callable) -> Callable:
-    """Turn an `MlpspecError` into its message on stderr and exit code 2."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except SpecError as error:
-            count = len(error.problems)
-            header = f"error: the spec has {count} problem{'s' if count != 1 else ''}:"
-            _fail("\n".join([header] + [f"  {p}" for p in error.problems]))
-        except RunInterrupted as error:
-            typer.echo(str(error), err=True)
-            raise typer.Exit(error.exit_code)
-        except MlpspecError as error:
-            _fail(f"error: {error}")
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130)
-
-    return wrapper
 
 
 def _load(spec: Path, overrides: list[str] | None):
@@ -174,7 +145,9 @@ def evaluate_command(
     from mlpspec import rng
     from mlpspec.spec import model as spec_model
 
-    model = _load_model(model_file)
+    from mlpspec.cli_model import load_model
+
+    model = load_model(model_file)
     if on in BUILTIN_DATASETS:
         data_spec, base, seed, split, label = (spec_model.DataSpec(source=spec_model.SOURCES[on]()),
                                                Path.cwd(), 0, "test", on)
@@ -211,17 +184,6 @@ def evaluate_command(
     else:
         typer.echo(f"{split} accuracy {metrics['accuracy']:.2%} ({metrics['samples']} samples), "
                    f"log loss {metrics['loss']:.4f}; wrote {folder}")
-
-
-def _load_model(path: Path):
-    from mlpspec import infer
-
-    try:
-        return infer.load(path)
-    except infer.ModelFormatError as error:
-        _fail(f"error: {path}: {error}")
-    except OSError as error:
-        _fail(f"error: {path}: cannot read the file: {error.strerror or error}")
 
 
 cache_app = typer.Typer(help="Inspect and clean the stage cache.", no_args_is_help=True)

@@ -11,13 +11,13 @@ ends in `error: <file>: <message>` and exit code 2, never a traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Optional
 
 import typer
 
+from mlpspec.cli_support import user_errors
 from mlpspec.errors import MlpspecError
 
 ModelArg = Annotated[Path, typer.Argument(help="Model file written by mlpspec.", show_default=False)]
@@ -31,24 +31,8 @@ class ModelFileError(MlpspecError):
         super().__init__(f"{path}: {message}")
 
 
-def _errors(command: Callable) -> Callable:
-    """Bad files and inputs become `error: <file>: <message>` on stderr with exit code 2."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except MlpspecError as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(2)
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(2)
-
-    return wrapper
-
-
-def _load(path: Path):
+def load_model(path: Path):
+    """The model file at `path`, or a `ModelFileError` naming it."""
     from mlpspec import infer
 
     try:
@@ -61,9 +45,9 @@ def _load(path: Path):
 
 def register(app: typer.Typer) -> None:
     """Add `predict`, `inspect` and `export` to `app`."""
-    app.command("predict")(_errors(predict))
-    app.command("inspect")(_errors(inspect))
-    app.command("export")(_errors(export))
+    app.command("predict")(user_errors(predict))
+    app.command("inspect")(user_errors(inspect))
+    app.command("export")(user_errors(export))
 
 
 # ---------------------------------------------------------------- predict
@@ -80,7 +64,7 @@ def predict(
     """Classify samples with a model file: prints the top classes of each sample."""
     from mlpspec import infer
 
-    model = _load(model_path)
+    model = load_model(model_path)
     top = min(top, model.outputs)
     score_name = "probability" if model.output == "softmax" else "score"
     for path in inputs:
@@ -161,7 +145,7 @@ def inspect(
     spec: Annotated[bool, typer.Option("--spec", help="Print only the resolved spec (TOML).")] = False,
 ) -> None:
     """Architecture, parameter count, format version, metrics and provenance of a model file."""
-    model = _load(model_path)
+    model = load_model(model_path)
     if spec:
         typer.echo(model.provenance.get("spec", ""), nl=False)
         return
@@ -224,7 +208,7 @@ def export(
     """Convert a model file to another format (ONNX: needs the onnx extra)."""
     if format_ != "onnx":
         raise MlpspecError(f"--format: unknown format {format_!r}; available: onnx")
-    model = _load(model_path)
+    model = load_model(model_path)
     try:
         from mlpspec.onnx_export import to_onnx
 
