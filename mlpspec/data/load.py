@@ -171,20 +171,8 @@ def load_npz(
     class_names: Sequence[str] | None = None,
 ) -> RawDataset:
     """Load a train and a test `.npz`, each holding `x` (n, ...) and `y` (n,)."""
-    splits = {}
-    checksums = {}
-    for path in (train, test):
-        data = _read_bytes(path, ".npz file")
-        checksums[str(path)] = hashlib.sha256(data).hexdigest()
-        splits[path] = _read_npz(path, data)
-    return _checked(
-        name or Path(train).stem,
-        train=splits[train],
-        test=splits[test],
-        classes=classes,
-        class_names=class_names,
-        checksums=checksums,
-    )
+    return _load_pair(train, test, ".npz file", _read_npz, classes=classes, name=name,
+                      class_names=class_names)
 
 
 def load_csv(
@@ -203,12 +191,24 @@ def load_csv(
     every other column a feature; `header=True` skips the first line.
     Features come back as float64 of shape `(n_samples, n_columns - 1)`.
     """
+
+    def read(path: str | Path, data: bytes) -> _Split:
+        return _read_csv(path, data, label_column=label_column, header=header)
+
+    return _load_pair(train, test, "CSV file", read, classes=classes, name=name,
+                      class_names=class_names)
+
+
+def _load_pair(train: str | Path, test: str | Path, what: str,
+               read: Callable[[str | Path, bytes], "_Split"], *, classes: int,
+               name: str | None, class_names: Sequence[str] | None) -> RawDataset:
+    """Read a train and a test file with `read(path, bytes)`, hash them, check the result."""
     splits = {}
     checksums = {}
     for path in (train, test):
-        data = _read_bytes(path, "CSV file")
+        data = _read_bytes(path, what)
         checksums[str(path)] = hashlib.sha256(data).hexdigest()
-        splits[path] = _read_csv(path, data, label_column=label_column, header=header)
+        splits[path] = read(path, data)
     return _checked(
         name or Path(train).stem,
         train=splits[train],
