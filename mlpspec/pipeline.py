@@ -71,7 +71,8 @@ def stage_reads(spec: model.Spec) -> dict[str, dict[str, Any]]:
     """The part of the resolved spec each stage reads, as a table keyed like the spec."""
     table = unstructure(spec)
     data = table["data"]
-    source = {k: v for k, v in data.items() if k not in ("preprocess", "validation", "mirrors")}
+    source = {k: v for k, v in data.items()
+              if k not in ("preprocess", "validation", "augment", "mirrors")}
     if not isinstance(spec.data.source, model.BuiltinSource):
         # Local files count by content (their checksums), not by where they lie.
         source = {k: v for k, v in source.items() if k not in _PATH_KEYS}
@@ -79,7 +80,9 @@ def stage_reads(spec: model.Spec) -> dict[str, dict[str, Any]]:
         "load": {"data": source},
         "preprocess": {"data": {"preprocess": data["preprocess"], "validation": data["validation"]},
                        "seed": spec.seed, "train": {"precision": spec.train.precision}},
-        "train": {"network": table["network"], "train": table["train"], "seed": spec.seed},
+        # Augmentation happens inside the training loop, on the prepared data.
+        "train": {"network": table["network"], "train": table["train"], "seed": spec.seed,
+                  "data": {"augment": data["augment"]}},
         "evaluate": {"evaluate": table["evaluate"]},
         "export": {"name": spec.name},
     }
@@ -274,8 +277,7 @@ class Pipeline:
 
         meta = _read_json(self._entries["preprocess"].file("meta.json"))
         metrics = _read_json(self._entries["evaluate"].file("metrics.json"))
-        data = self.prepared_meta()
-        blob = model_to_bytes(self.network(), self.spec, scaling=data["scaling"],
+        blob = model_to_bytes(self.network(), self.spec, scaling=self.scaling(),
                               sample_shape=tuple(meta["sample_shape"]),
                               class_names=tuple(meta["class_names"]),
                               metrics=_headline(metrics), checksums=meta["checksums"],
@@ -305,14 +307,16 @@ class Pipeline:
                 tuple(meta["sample_shape"]), scaling)
         return self._values["prepared"]
 
-    def prepared_meta(self) -> dict[str, Any]:
-        """The scaling without loading the preprocessed arrays."""
+    def scaling(self):
+        """The fitted input scaling, without loading the preprocessed arrays."""
         from mlpspec.data.prepare import Scaling
 
+        if "prepared" in self._values:
+            return self._values["prepared"].scaling
         entry = self._entries["preprocess"]
         meta = _read_json(entry.file("meta.json"))
         arrays = _load_arrays(entry.path, ("scaling_offset", "scaling_scale"))
-        return {"scaling": Scaling(meta["scaling"], arrays["scaling_offset"], arrays["scaling_scale"])}
+        return Scaling(meta["scaling"], arrays["scaling_offset"], arrays["scaling_scale"])
 
     def network(self):
         if "network" not in self._values:
