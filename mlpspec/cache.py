@@ -36,6 +36,10 @@ CACHE_ENV = "MLPSPEC_CACHE"
 DEFAULT_CACHE = Path(".mlpspec") / "cache"
 
 
+class CacheError(MlpspecError):
+    """The cache folder cannot be used (not writable, not a folder)."""
+
+
 def default_cache_dir() -> Path:
     """`MLPSPEC_CACHE`, else `.mlpspec/cache` in the working directory."""
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
@@ -90,6 +94,17 @@ class Cache:
     def __init__(self, root: Path):
         self.root = Path(root)
 
+    def ensure_usable(self) -> Path:
+        """Create the cache folder if needed; its `tmp/` folder, or a `CacheError`."""
+        tmp_root = self.root / "tmp"
+        try:
+            tmp_root.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=tmp_root).close()
+        except OSError as error:
+            raise CacheError(f"{self.root}: cannot use the cache folder: "
+                             f"{error.strerror or error}") from None
+        return tmp_root
+
     def entry_dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
@@ -120,8 +135,7 @@ class Cache:
         `write` may return extra manifest fields; `info` is stored as is (what
         the stage read, for `cache explain`).
         """
-        tmp_root = self.root / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
+        tmp_root = self.ensure_usable()
         folder = Path(tempfile.mkdtemp(prefix=f"{stage}-", dir=tmp_root))
         try:
             extra = write(folder) or {}
@@ -152,9 +166,11 @@ class Cache:
     def entries(self) -> Iterator[Entry]:
         """Every entry with a readable manifest (unverified), oldest first."""
         found = []
+        if self.root.exists() and not self.root.is_dir():
+            raise CacheError(f"{self.root}: the cache folder is not a folder")
         if self.root.is_dir():
             for stage_dir in self.root.iterdir():
-                if not stage_dir.is_dir() or stage_dir.name == "tmp":
+                if not stage_dir.is_dir() or stage_dir.name in ("tmp", "checkpoints"):
                     continue
                 for folder in stage_dir.iterdir():
                     entry = self.peek(stage_dir.name, folder.name)
@@ -175,9 +191,11 @@ class Cache:
                 freed += entry.size
                 count += 1
                 self._discard(entry.path)
-        tmp = self.root / "tmp"
-        if older_than_days is None and tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if older_than_days is None:
+            # Interrupted-training checkpoints and leftovers of killed runs.
+            for extra in ("tmp", "checkpoints"):
+                if (self.root / extra).exists():
+                    shutil.rmtree(self.root / extra, ignore_errors=True)
         return count, freed
 
     def discard(self, stage: str, key: str) -> None:
@@ -221,7 +239,3 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
 
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=1, sort_keys=True, allow_nan=False))
-
-
-class CacheError(MlpspecError):
-    """The cache folder cannot be used (not writable, not a folder)."""

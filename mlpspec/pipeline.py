@@ -84,7 +84,8 @@ def stage_reads(spec: model.Spec) -> dict[str, dict[str, Any]]:
         "train": {"network": table["network"], "train": table["train"], "seed": spec.seed,
                   "data": {"augment": data["augment"]}},
         "evaluate": {"evaluate": table["evaluate"]},
-        "export": {"name": spec.name},
+        # The model file embeds the resolved spec as provenance.
+        "export": {"spec": table},
     }
 
 
@@ -144,6 +145,10 @@ class Pipeline:
     # ------------------------------------------------------------ driving
 
     def run(self, out_dir: Path | None) -> RunResult:
+        # Fail before any work, not after an hour of training.
+        self.cache.ensure_usable()
+        if out_dir is not None:
+            _check_replaceable(Path(out_dir).resolve())
         for stage in RUN_NEEDS:
             self.entry(stage)
         for stage in STAGES:
@@ -227,6 +232,8 @@ class Pipeline:
 
         data = self.prepared()
         checkpoints = Checkpoints(self.cache.root / "checkpoints" / self.keys["train"])
+        if self.force:
+            checkpoints.clear()
         resume = checkpoints.load(self.spec)
         batches = math.ceil(len(data.x_train) / min(self.spec.train.batch_size, len(data.x_train)))
         self.progress.training_started(self.spec.train.epochs, resume.epoch + 1 if resume else 1,
@@ -235,11 +242,14 @@ class Pipeline:
             result = fit(self.spec, data, on_epoch=self.progress.epoch, resume=resume,
                          on_step=self.progress.step)
         except Interrupted as interrupted:
-            self.progress.training_finished()
             if interrupted.checkpoint is None:
                 raise RunInterrupted("interrupted before the first epoch finished; "
                                      "no checkpoint was kept") from None
-            checkpoints.save(interrupted.checkpoint)
+            try:
+                checkpoints.save(interrupted.checkpoint)
+            except OSError as error:
+                raise RunInterrupted(f"interrupted; could not keep a checkpoint in "
+                                     f"{checkpoints.folder}: {error.strerror or error}") from None
             raise RunInterrupted(
                 f"interrupted; kept a checkpoint after epoch {interrupted.checkpoint.epoch} of "
                 f"{self.spec.train.epochs} — run the same command again to resume") from None
@@ -346,12 +356,21 @@ class Pipeline:
         return metrics
 
     def _write_run_folder(self, out_dir: Path, metrics: dict[str, Any]) -> Path:
-        """Fill a fresh folder, then swap it in: an earlier run folder is replaced whole."""
+        """Fill a fresh folder, then swap it in: an earlier run folder is replaced whole.
+
+        Only a missing folder, an empty one or an earlier run folder (it holds
+        the `RUN_MARKER` file) is replaced; anything else is an error.
+        """
         from mlpspec.report import history_csv
 
-        out_dir = Path(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        shown, out_dir = Path(out_dir), Path(out_dir).resolve()
+        _check_replaceable(out_dir)
+        try:
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        except OSError as error:
+            raise MlpspecError(f"--out {out_dir}: cannot create the run folder: "
+                               f"{error.strerror or error}") from None
         staging.chmod(0o755)  # mkdtemp makes it private; a run folder is for reading
         try:
             evaluate, export = self._entries["evaluate"], self._entries["export"]
@@ -361,11 +380,33 @@ class Pipeline:
             _write_json(staging / "metrics.json", metrics)
             (staging / "history.csv").write_text(history_csv(self.history()))
             (staging / "spec.resolved.toml").write_text(render_spec(self.spec))
+            (staging / RUN_MARKER).write_text(f"{self.spec.name}\n")
             _swap_in(staging, out_dir)
+        except OSError as error:
+            raise MlpspecError(f"--out {out_dir}: cannot write the run folder: "
+                               f"{error.strerror or error}") from None
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
-        return out_dir
+        return shown
+
+
+RUN_MARKER = ".mlpspec-run"
+
+
+def _check_replaceable(folder: Path) -> None:
+    """Refuse to replace anything but a missing or empty folder or an earlier run folder."""
+    if not folder.exists():
+        parent = next(p for p in folder.parents if p.exists())
+        if not parent.is_dir():
+            raise MlpspecError(f"--out {folder}: {parent} is not a folder")
+        return
+    if not folder.is_dir():
+        raise MlpspecError(f"--out {folder}: exists and is not a folder")
+    if (folder / RUN_MARKER).is_file() or not any(folder.iterdir()):
+        return
+    raise MlpspecError(f"--out {folder}: exists and is not an mlpspec run folder "
+                       f"(no {RUN_MARKER} in it); choose another --out or remove it")
 
 
 _PREPARED_ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")

@@ -91,7 +91,7 @@ def test_first_run_computes_everything_and_writes_the_run_folder(project):
     assert statuses(result) == dict.fromkeys(["load", "preprocess", "train", "evaluate", "export"], "ran")
     folder = project / "runs" / "digits"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "confusion.png", "curves.png", "errors.png", "history.csv", "metrics.json", "model.mlpm",
+        ".mlpspec-run", "confusion.png", "curves.png", "errors.png", "history.csv", "metrics.json", "model.mlpm",
         "spec.resolved.toml"]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.9
@@ -143,7 +143,9 @@ def test_corrupted_entry_is_detected_and_recomputed(project):
     first = run(project)
     key = next(r.key for r in first.stages if r.stage == "train")
     weight = next((project / "cache" / "train" / key / "weights").glob("*.npy"))
-    weight.write_bytes(weight.read_bytes()[:-4] + b"\0\0\0\0")
+    data = bytearray(weight.read_bytes())
+    data[-1] ^= 0xFF
+    weight.write_bytes(bytes(data))
     second = run(project, force=False)
     assert statuses(second)["train"] == "ran"
     assert trained_weights(project, second) == trained_weights(project, first)
@@ -246,3 +248,33 @@ def test_evaluate_command_scores_a_model_file(project, monkeypatch):
     assert missing.exit_code == 2 and "nope.mlpm: cannot read the file" in missing.output
     wrong = runner.invoke(app, ["evaluate", "runs/digits/model.mlpm", "--on", "nothing"])
     assert wrong.exit_code == 2 and "neither a built-in dataset" in wrong.output
+
+
+def test_out_never_replaces_a_folder_that_is_not_a_run(project):
+    precious = project / "mydocs"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("precious")
+    with pytest.raises(MlpspecError, match="exists and is not an mlpspec run folder"):
+        run(project, out="mydocs")
+    assert (precious / "thesis.txt").read_text() == "precious"
+    (project / "afile").write_text("x")
+    with pytest.raises(MlpspecError, match="exists and is not a folder"):
+        run(project, out="afile")
+    assert (project / "afile").read_text() == "x"
+    run(project, out="empty")  # a fresh folder, then replacing an earlier run folder
+    run(project, "evaluate.misclassified=3", out="empty")
+    assert (project / "empty" / "model.mlpm").exists()
+
+
+def test_unusable_cache_folder_is_a_clean_error(project, monkeypatch):
+    monkeypatch.chdir(project)
+    (project / "plainfile").write_text("x")
+    runner = CliRunner()
+    for args in (["run", "digits.toml", "--cache-dir", "plainfile"],
+                 ["run", "digits.toml", "--cache-dir", "plainfile/c"],
+                 ["run", "digits.toml", "--out", "plainfile/o"],
+                 ["run", "digits.toml", "--out", "."],
+                 ["cache", "ls", "--cache-dir", "plainfile"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output, result.exception)
+        assert result.output.startswith("error: "), result.output
