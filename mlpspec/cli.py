@@ -139,39 +139,28 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Evaluate a model file on a dataset: metrics.json, confusion.png, errors.png."""
-    from mlpspec.data.prepare import load_raw, split_indices
+    from mlpspec.cli_model import load_model
+    from mlpspec.data.prepare import load_raw, split_validation
     from mlpspec.data.sources import BUILTIN_DATASETS
     from mlpspec.evaluate import evaluate_model_file
-    from mlpspec import rng
     from mlpspec.spec import model as spec_model
-
-    from mlpspec.cli_model import load_model
 
     model = load_model(model_file)
     if on in BUILTIN_DATASETS:
-        data_spec, base, seed, split, label = (spec_model.DataSpec(source=spec_model.SOURCES[on]()),
-                                               Path.cwd(), 0, "test", on)
-        validation = None
+        if set_:
+            _fail("error: --set applies to a spec; --on names the built-in dataset "
+                  f"{on!r}, whose full test set is scored")
+        raw = load_raw(spec_model.DataSpec(source=spec_model.SOURCES[on]()), Path.cwd())
+        images, labels, split, label = raw.x_test, raw.y_test, "test", on
     else:
         if not Path(on).exists():
             _fail(f"error: --on {on!r} is neither a built-in dataset "
                   f"({', '.join(BUILTIN_DATASETS)}) nor an existing spec file")
         loaded = _load(Path(on), set_)
-        data_spec, base, seed, split, label = (loaded.data, Path(on).parent, loaded.seed,
-                                               loaded.evaluate.split, loaded.name)
-        validation = loaded.data.validation
-    raw = load_raw(data_spec, base)
-    images, labels = raw.x_test, raw.y_test
-    if validation is not None and validation.take_from != "none":
-        pool = {"test": (raw.x_test, raw.y_test), "train": (raw.x_train, raw.y_train)}[validation.take_from]
-        keep, held = split_indices(pool[1], validation.size, stratify=validation.stratify,
-                                   shuffle=validation.shuffle,
-                                   generator=rng.generator(seed, "validation-split"),
-                                   what="data.validation.size")
-        if split == "validation":
-            images, labels = pool[0][held], pool[1][held]
-        elif validation.take_from == "test":
-            images, labels = raw.x_test[keep], raw.y_test[keep]
+        raw = load_raw(loaded.data, Path(on).parent)
+        _, _, x_val, y_val, x_test, y_test = split_validation(raw, loaded.data.validation, loaded.seed)
+        split, label = loaded.evaluate.split, loaded.name
+        images, labels = (x_val, y_val) if split == "validation" else (x_test, y_test)
     if tuple(images.shape[1:]) != tuple(model.sample_shape):
         _fail(f"error: {model_file}: the model takes samples of shape {tuple(model.sample_shape)}, "
               f"{raw.name} has {tuple(images.shape[1:])}")
@@ -326,11 +315,3 @@ def _register_model_commands() -> None:
 
 
 _register_model_commands()
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())

@@ -614,6 +614,9 @@ class Model:
         """`(inputs (n, features), single)`; `single` when one sample was given."""
         X = np.asarray(X)
         shape, dtype = X.shape, X.dtype
+        if dtype.kind == "f" and not np.isfinite(X).all():
+            raise InputError(f"expected finite numbers, found NaN or infinity in {dtype} "
+                             f"input of shape {shape}")
         if raw is None:
             raw = dtype == np.uint8
         if raw:

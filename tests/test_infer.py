@@ -233,6 +233,10 @@ def test_wrong_inputs_say_what_fits(every_layer):
         model.predict(np.zeros(20, np.int64))
     with pytest.raises(infer.InputError, match="found <U1 of shape"):
         model.predict(np.array(["a"]), raw=True)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(infer.InputError, match=r"expected finite numbers, found NaN or infinity "
+                                                   r"in float32 input of shape \(2, 20\)"):
+            model.predict(np.full((2, 20), bad, np.float32))
 
 
 def test_mse_model_probabilities_are_the_raw_outputs():

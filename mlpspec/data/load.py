@@ -42,7 +42,9 @@ class RawDataset:
     `x_train` is `(n_train, *sample_shape)` and `x_test` `(n_test, *sample_shape)`
     in the file's dtype (uint8 for MNIST, float64 from CSV); `y_train` `(n_train,)`
     and `y_test` `(n_test,)` are int64 in `[0, classes)`. `checksums` maps each
-    file read to the sha256 of the payload actually parsed (decompressed for IDX).
+    file read to the sha256 of the payload actually parsed (decompressed for IDX),
+    keyed by file name for built-in datasets and by role (`train`, `test`,
+    `train_images`, ...) for local files, so that where a file lies doesn't matter.
     """
 
     name: str
@@ -146,12 +148,14 @@ def load_idx(
     """Load four IDX files (each gzip or raw) into a checked `RawDataset`."""
     arrays = {}
     checksums = {}
-    for path in (train_images, train_labels, test_images, test_labels):
+    roles = {"train_images": train_images, "train_labels": train_labels,
+             "test_images": test_images, "test_labels": test_labels}
+    for role, path in roles.items():
         payload = _read_bytes(path, "IDX file")
         if payload[:2] == GZIP_MAGIC:
             payload = gunzip(payload, name=str(path))
         arrays[path] = read_idx(payload, name=str(path))
-        checksums[str(path)] = hashlib.sha256(payload).hexdigest()
+        checksums[role] = hashlib.sha256(payload).hexdigest()
     return _checked(
         name or Path(train_images).name,
         train=_Split(arrays[train_images], arrays[train_labels], str(train_images), str(train_labels)),
@@ -205,9 +209,9 @@ def _load_pair(train: str | Path, test: str | Path, what: str,
     """Read a train and a test file with `read(path, bytes)`, hash them, check the result."""
     splits = {}
     checksums = {}
-    for path in (train, test):
+    for role, path in (("train", train), ("test", test)):
         data = _read_bytes(path, what)
-        checksums[str(path)] = hashlib.sha256(data).hexdigest()
+        checksums[role] = hashlib.sha256(data).hexdigest()
         splits[path] = read(path, data)
     return _checked(
         name or Path(train).stem,

@@ -33,12 +33,13 @@ def load_raw(data: model.DataSpec, base_dir: Path,
         case model.IdxSource():
             return load_idx(base_dir / source.train_images, base_dir / source.train_labels,
                             base_dir / source.test_images, base_dir / source.test_labels,
-                            classes=source.classes)
+                            classes=source.classes, name="idx")
         case model.NpzSource():
-            return load_npz(base_dir / source.train, base_dir / source.test, classes=source.classes)
+            return load_npz(base_dir / source.train, base_dir / source.test,
+                            classes=source.classes, name="npz")
         case model.CsvSource():
             return load_csv(base_dir / source.train, base_dir / source.test, classes=source.classes,
-                            label_column=source.label_column, header=source.header)
+                            label_column=source.label_column, header=source.header, name="csv")
     raise TypeError(f"unhandled data source {type(source).__name__}")  # a bug, not user input
 
 
@@ -89,21 +90,7 @@ class Prepared:
 def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dtype) -> Prepared:
     """Split off validation, fit and apply scaling, flatten, encode targets."""
     dtype = np.dtype(dtype)
-    x_train, y_train, x_test, y_test = raw.x_train, raw.y_train, raw.x_test, raw.y_test
-    x_val = x_train[:0]
-    y_val = y_train[:0]
-    validation = data.validation
-    if validation.take_from != "none":
-        pool = "test" if validation.take_from == "test" else "train"
-        labels = y_test if pool == "test" else y_train
-        keep, held = split_indices(labels, validation.size, stratify=validation.stratify,
-                                   shuffle=validation.shuffle,
-                                   generator=rng.generator(seed, "validation-split"),
-                                   what=f"data.validation.size ({raw.name} {pool} set)")
-        if pool == "test":
-            x_val, y_val, x_test, y_test = x_test[held], y_test[held], x_test[keep], y_test[keep]
-        else:
-            x_val, y_val, x_train, y_train = x_train[held], y_train[held], x_train[keep], y_train[keep]
+    x_train, y_train, x_val, y_val, x_test, y_test = split_validation(raw, data.validation, seed)
 
     flatten = data.preprocess.flatten
 
@@ -122,6 +109,26 @@ def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dt
         t_train = y_train
     return Prepared(x_train, y_train, t_train, x_val, y_val, x_test, y_test, raw.classes,
                     raw.class_names, raw.sample_shape, scaling)
+
+
+def split_validation(raw: RawDataset, validation: model.ValidationSpec, seed: int):
+    """`(x_train, y_train, x_val, y_val, x_test, y_test)` as the spec splits them.
+
+    The validation samples come out of the test or the training set, chosen
+    from the root seed; with `take_from = "none"` the validation arrays are empty.
+    """
+    x_train, y_train, x_test, y_test = raw.x_train, raw.y_train, raw.x_test, raw.y_test
+    if validation.take_from == "none":
+        return x_train, y_train, x_train[:0], y_train[:0], x_test, y_test
+    pool = validation.take_from
+    labels = y_test if pool == "test" else y_train
+    keep, held = split_indices(labels, validation.size, stratify=validation.stratify,
+                               shuffle=validation.shuffle,
+                               generator=rng.generator(seed, "validation-split"),
+                               what=f"data.validation.size ({raw.name} {pool} set)")
+    if pool == "test":
+        return x_train, y_train, x_test[held], y_test[held], x_test[keep], y_test[keep]
+    return x_train[keep], y_train[keep], x_train[held], y_train[held], x_test, y_test
 
 
 def fit_scaling(kind: str, x_train: np.ndarray) -> Scaling:
