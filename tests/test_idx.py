@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import time
 import tracemalloc
 
 import numpy as np
@@ -60,20 +59,19 @@ def test_truncated_payload_names_file_and_sizes():
     )
 
 
-def test_huge_header_fails_fast_without_allocating():
+def test_huge_header_fails_without_allocating():
     # 10^6 x 10^6 float64 would be 8 TB; 4 x 10^6 x 10^6 x 10^6 int8 overflows int64.
     for header in (
         bytes([0, 0, 0x0E, 2]) + (10**6).to_bytes(4, "big") * 2,
         bytes([0, 0, 0x08, 3]) + (0xFFFFFFFF).to_bytes(4, "big") * 3,
     ):
+        # Refused from the header alone: the peak allocation shows nothing was
+        # sized from the claim (no timing here: speed belongs in benchmarks).
         tracemalloc.start()
-        start = time.perf_counter()
         with pytest.raises(DataError, match="but only 10 bytes follow"):
             read_idx(header + bytes(10), name="big")
-        elapsed = time.perf_counter() - start
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        assert elapsed < 0.1
         assert peak < 1 << 20
 
 

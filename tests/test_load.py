@@ -59,7 +59,6 @@ def test_load_builtin_mnist_from_shared_mirror(cache_home, monkeypatch):
     }
     assert info["test"]["samples"] == 10000 and sum(info["test"]["class_counts"]) == 10000
     assert info["checksums"] == dict(second.checksums)
-    assert elapsed < 3.0
     for remote in sources.MNIST.files.values():
         path = cache_home / "datasets" / "mnist" / remote.filename
         assert hashlib.sha256(path.read_bytes()).hexdigest() == remote.sha256

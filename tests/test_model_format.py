@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -280,15 +279,13 @@ def test_duplicate_keys_and_extension_types_are_refused():
 
 
 def quickly_and_small(data: bytes, match: str) -> None:
-    """Refused with ModelFormatError within a second (far less in fact) and 5 MB of allocations."""
+    """Refused with ModelFormatError within 5 MB of allocations (nothing sized from the claim)."""
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         format_error(data, match)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - start < 1.0
     assert peak < 5_000_000 + 2 * len(data)
 
 
