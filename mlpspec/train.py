@@ -3,13 +3,20 @@
     result = fit(spec, data, on_epoch=print)
 
 Everything random draws from generators derived from the spec's seed
-(`mlpspec.rng`): initial weights ("init"), batch order ("shuffle") and dropout
-masks (the layers' own, spawned from "init"). The same spec and seed give
+(`mlpspec.rng`): initial weights ("init"), batch order ("shuffle"), dropout
+masks (the layers' own, spawned from "init") and the distortions of the
+training images (`[data.augment]`; one generator per epoch, "augment/epoch-N",
+so a resumed run needs no augmentation state). The same spec and seed give
 bit-identical weights on the same machine.
 
 One step: forward, loss, backward, then the regularisation the spec asks for
 (the tutorial's L2 in the gradient, gradient clipping), the optimizer's update
 at the scheduled learning rate, decoupled weight decay and max-norm.
+
+Weight averaging (`[train.averaging]`) keeps a running sum of the weights at
+the end of each of the last epochs; the result is their mean. The sum lives
+with the optimizer state (keys "averaging.<name>"), as in optimizer wrappers
+such as PyTorch's SWA, so checkpoints carry it without a format change.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import attrs
 import numpy as np
 
 from mlpspec import rng
+from mlpspec.data.augment import Augmenter, is_active
 from mlpspec.data.prepare import Prepared, one_hot
 from mlpspec.errors import TrainingError
 from mlpspec.nn.layers import Dropout, Network
@@ -102,7 +110,10 @@ class Checkpoint:
     """Everything the loop needs to continue after a finished epoch, bit for bit.
 
     Arrays are copies (the live ones keep changing); generator states are the
-    `bit_generator.state` dicts of the shuffle and dropout generators.
+    `bit_generator.state` dicts of the shuffle and dropout generators (the
+    augmentation's generators are derived from the epoch number, so need no
+    state). `optimizer` also holds the weight sums of `[train.averaging]`,
+    under keys starting with "averaging.".
     """
 
     epoch: int
@@ -162,11 +173,17 @@ def fit(spec: model.Spec, data: Prepared, *,
     weights = [array for _, array in network.weights()]
     early = train.early_stopping
     watch_loss = early.metric == "loss"
+    augmenter = _augmenter(spec, data)
+    average_from = max(0, train.epochs - train.averaging.last_epochs)  # averaged: epochs after this one
 
     state = resume or Checkpoint(0, 0, [], {}, {}, {}, [], -math.inf, 0, None, 0, 0.0)
+    average: dict[str, np.ndarray] = {}
     if resume is not None:
         network.load_state_dict(resume.network)
-        optimizer.load_state_dict(resume.optimizer)
+        optimizer_state = dict(resume.optimizer)
+        average = {key[len(_AVERAGING):]: optimizer_state.pop(key) for key in list(optimizer_state)
+                   if key.startswith(_AVERAGING)}
+        optimizer.load_state_dict(optimizer_state)
         shuffle.bit_generator.state = resume.shuffle_rng
         for layer, saved in zip(dropouts, resume.dropout_rngs):
             layer.rng.bit_generator.state = saved
@@ -181,11 +198,14 @@ def fit(spec: model.Spec, data: Prepared, *,
         for epoch in range(state.epoch + 1, train.epochs + 1):
             epoch_start = time.perf_counter()
             order = shuffle.permutation(n)
+            X_epoch = X_all
+            if augmenter is not None:
+                X_epoch = augmenter(X_all, rng.generator(spec.seed, f"augment/epoch-{epoch}"))
             loss_sum, correct = 0.0, 0
             lr = schedule.lr_at(step, total_steps, steps_per_epoch)
             for start in range(0, n, batch_size):
                 index = order[start:start + batch_size]
-                X, T = X_all[index], T_all[index]
+                X, T = X_epoch[index], T_all[index]
                 Z, backprop = network.forward(X, training=True)
                 value, dZ = loss(Z, T)
                 if not math.isfinite(value):
@@ -215,6 +235,8 @@ def fit(spec: model.Spec, data: Prepared, *,
             if not math.isfinite(record.train_loss) or not _finite_weights(params):
                 raise _diverged(epoch, steps_per_epoch, record.train_loss, lr)
             history.append(record)
+            if epoch > average_from:
+                _accumulate(average, network.state_dict())
             if early.patience and len(data.x_val):
                 score = -val_loss if watch_loss else val_accuracy
                 if score > best_score + early.min_delta:
@@ -225,7 +247,8 @@ def fit(spec: model.Spec, data: Prepared, *,
                     waited += 1
                     stopped_early = waited >= early.patience
             last_checkpoint = Checkpoint(
-                epoch, step, list(history), network.state_dict(), optimizer.state_dict(),
+                epoch, step, list(history), network.state_dict(),
+                {**optimizer.state_dict(), **{_AVERAGING + k: v.copy() for k, v in average.items()}},
                 shuffle.bit_generator.state, [d.rng.bit_generator.state for d in dropouts],
                 best_score, best_epoch, best_state, waited, time.perf_counter() - started)
             if on_epoch is not None:
@@ -238,8 +261,33 @@ def fit(spec: model.Spec, data: Prepared, *,
         network.load_state_dict(best_state)
     else:
         best_epoch = len(history)
+    if average:
+        count = len(history) - average_from
+        network.load_state_dict({name: total / count for name, total in average.items()})
     return TrainResult(network, tuple(history), best_epoch, stopped_early,
                        time.perf_counter() - started)
+
+
+_AVERAGING = "averaging."
+
+
+def _augmenter(spec: model.Spec, data: Prepared) -> Augmenter | None:
+    if not is_active(spec.data.augment):
+        return None
+    if len(data.sample_shape) != 2:
+        shape = "x".join(map(str, data.sample_shape))
+        raise TrainingError(f"data.augment: expected 2-D image samples to distort, found "
+                            f"samples of shape {shape}; remove [data.augment]")
+    return Augmenter(spec.data.augment, data.sample_shape, data.scaling)
+
+
+def _accumulate(total: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> None:
+    """total += state, per array, summed in float64 (a mean of many near-equal arrays)."""
+    for name, array in state.items():
+        if name in total:
+            total[name] += array
+        else:
+            total[name] = array.astype(np.float64)
 
 
 def _finite_weights(params: Sequence[np.ndarray]) -> bool:

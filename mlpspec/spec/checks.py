@@ -45,6 +45,8 @@ def cross_check(spec: model.Spec, report: Reporter) -> None:
     _check_inputs(spec, facts, report)
     _check_output(spec, facts, report)
     _check_validation(spec, facts, report)
+    _check_augment(spec, facts, report)
+    _check_averaging(spec, report)
 
 
 def _check_inputs(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:
@@ -105,3 +107,39 @@ def _check_validation(spec: model.Spec, facts: DataFacts, report: Reporter) -> N
     if isinstance(size, int) and available is not None and size >= available:
         report.add("data.validation.size", f"expected fewer than the {available} samples of the "
                    f"{facts.label} {validation.take_from} set (some must remain), found {size}")
+
+
+def _check_augment(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:
+    augment = spec.data.augment
+    if augment.whole_pixels and augment.translate != int(augment.translate):
+        report.add("data.augment.translate", f"expected a whole number of pixels with "
+                   f"data.augment.whole_pixels = true, found {augment.translate!r}")
+    if augment.whole_pixels and not augment.translate:
+        report.add("data.augment.whole_pixels", "expected false: it rounds translations and "
+                   "data.augment.translate is 0, found true")
+    if facts.sample_shape is not None and len(facts.sample_shape) != 2 and _augments(augment):
+        shape = "x".join(map(str, facts.sample_shape))
+        report.add("data.augment", f"expected no augmentation: it distorts 2-D images and "
+                   f"{facts.label} samples are {shape}")
+
+
+def _augments(augment: model.AugmentSpec) -> bool:
+    return bool(augment.translate or augment.rotate or augment.scale or augment.elastic_alpha)
+
+
+def _check_averaging(spec: model.Spec, report: Reporter) -> None:
+    last = spec.train.averaging.last_epochs
+    if not last:
+        return
+    if last > spec.train.epochs:
+        report.add("train.averaging.last_epochs", f"expected at most train.epochs "
+                   f"({spec.train.epochs}), found {last}")
+    if spec.train.early_stopping.patience:
+        report.add("train.averaging.last_epochs", "expected 0 with early stopping "
+                   "(train.early_stopping.patience > 0): a stopped run has no fixed last "
+                   f"epochs to average, found {last}")
+    for index, layer in enumerate(spec.network.layers):
+        if isinstance(layer, model.BatchNormLayer):
+            report.add("train.averaging.last_epochs", f"expected 0: network.layers[{index}] is "
+                       "'batchnorm.v1', whose running statistics do not match averaged "
+                       f"weights, found {last}")

@@ -123,6 +123,35 @@ class ValidationSpec:
 
 
 @attrs.frozen
+class AugmentSpec:
+    """Random distortions of the training images, drawn afresh every epoch; all 0 = off.
+
+    Each sample gets its own rotation, scaling and translation (and optional
+    elastic distortion), read with bilinear interpolation; pixels moved in
+    from outside the image are blank. Needs 2-D image samples. Validation
+    and test images are never distorted.
+    """
+
+    translate: float = option(0.0, doc=(
+        "Largest shift in pixels, drawn uniformly in [-translate, translate] per axis (0 = off)."),
+        checks=(in_range(0.0, 100.0),))
+    whole_pixels: bool = option(False, doc=(
+        "Shift by whole pixels only (integers in [-translate, translate]); with no rotation, "
+        "scaling or elastic distortion this is a fast path of plain array shifts."))
+    rotate: float = option(0.0, doc="Largest rotation in degrees, drawn uniformly in "
+                           "[-rotate, rotate] (0 = off).", checks=(in_range(0.0, 180.0),))
+    scale: float = option(0.0, doc=(
+        "Largest relative change of size: a zoom drawn uniformly in [1 - scale, 1 + scale] "
+        "(0 = off)."), checks=(in_range(0.0, 1.0, high_open=True),))
+    elastic_alpha: float = option(0.0, doc=(
+        "Elastic distortion strength (Simard et al. 2003): uniform noise in [-1, 1] per pixel, "
+        "Gaussian-smoothed, times this many pixels (0 = off; Simard used 34 with sigma 4)."),
+        checks=(non_negative,))
+    elastic_sigma: float = option(4.0, doc="Standard deviation in pixels of the elastic "
+                                  "distortion's Gaussian smoothing.", checks=(positive,))
+
+
+@attrs.frozen
 class DataSpec:
     """The `[data]` table: the dataset and how it is prepared."""
 
@@ -130,6 +159,7 @@ class DataSpec:
                             tagged=Tagged("source", SOURCES, inline=True))
     preprocess: PreprocessSpec = option(PreprocessSpec(), doc="Preprocessing.")
     validation: ValidationSpec = option(ValidationSpec(), doc="Validation split.")
+    augment: AugmentSpec = option(AugmentSpec(), doc="Augmentation of the training images.")
 
 
 # ---------------------------------------------------------------- network
@@ -374,6 +404,21 @@ class EarlyStoppingSpec:
 
 
 @attrs.frozen
+class AveragingSpec:
+    """Weight averaging (as in SWA, Izmailov et al. 2018): the trained weights are the mean
+    of the weights at the end of each of the last `last_epochs` epochs; 0 = off.
+
+    The history's per-epoch figures are those of the running weights; the
+    evaluation scores the averaged ones. Not with batch normalisation (its
+    statistics would not match the averaged weights) or early stopping.
+    """
+
+    last_epochs: int = option(0, doc="Epochs at the end of training whose weights are "
+                              "averaged (0 = off; 1 = the last epoch's weights, no averaging).",
+                              checks=(non_negative,))
+
+
+@attrs.frozen
 class TrainSpec:
     """The `[train]` table: how the network is fitted."""
 
@@ -387,6 +432,7 @@ class TrainSpec:
                               tagged=Tagged("type", SCHEDULES))
     regularization: RegularizationSpec = option(RegularizationSpec(), doc="Regularisation.")
     early_stopping: EarlyStoppingSpec = option(EarlyStoppingSpec(), doc="Early stopping.")
+    averaging: AveragingSpec = option(AveragingSpec(), doc="Weight averaging over the last epochs.")
 
 
 # ---------------------------------------------------------------- evaluate
