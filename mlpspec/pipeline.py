@@ -549,11 +549,12 @@ class Checkpoints:
                       for name in ("network", "optimizer")}
             best = (_load_arrays(self.folder / "best", tuple(state["arrays"]["best"]))
                     if state["arrays"].get("best") is not None else None)
+            averaged = _load_arrays(self.folder / "averaged", tuple(state["arrays"]["averaged"]))
             history = [EpochRecord(**record) for record in state["history"]]
             return Checkpoint(state["epoch"], state["step"], history, arrays["network"],
                               arrays["optimizer"], state["shuffle_rng"], state["dropout_rngs"],
                               float(state["best_score"]), state["best_epoch"], best,
-                              state["waited"], state["seconds"])
+                              state["waited"], state["seconds"], averaged)
         except (OSError, ValueError, KeyError, TypeError):
             # A damaged checkpoint only costs the time to train again.
             self.clear()
@@ -567,6 +568,7 @@ class Checkpoints:
             _save_arrays(staging / "optimizer", checkpoint.optimizer)
             if checkpoint.best_network is not None:
                 _save_arrays(staging / "best", checkpoint.best_network)
+            _save_arrays(staging / "averaged", checkpoint.averaged)
             state = {
                 "epoch": checkpoint.epoch, "step": checkpoint.step,
                 "history": [attrs.asdict(r) for r in checkpoint.history],
@@ -574,6 +576,7 @@ class Checkpoints:
                 "best_score": repr(checkpoint.best_score), "best_epoch": checkpoint.best_epoch,
                 "waited": checkpoint.waited, "seconds": checkpoint.seconds,
                 "arrays": {"network": list(checkpoint.network), "optimizer": list(checkpoint.optimizer),
+                           "averaged": list(checkpoint.averaged),
                            "best": (list(checkpoint.best_network)
                                     if checkpoint.best_network is not None else None)},
             }

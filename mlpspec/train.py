@@ -14,9 +14,8 @@ One step: forward, loss, backward, then the regularisation the spec asks for
 at the scheduled learning rate, decoupled weight decay and max-norm.
 
 Weight averaging (`[train.averaging]`) keeps a running sum of the weights at
-the end of each of the last epochs; the result is their mean. The sum lives
-with the optimizer state (keys "averaging.<name>"), as in optimizer wrappers
-such as PyTorch's SWA, so checkpoints carry it without a format change.
+the end of each of the last epochs; the result is their mean. The sum is part
+of the checkpoint, so an interrupted run resumes with it.
 """
 
 from __future__ import annotations
@@ -112,8 +111,8 @@ class Checkpoint:
     Arrays are copies (the live ones keep changing); generator states are the
     `bit_generator.state` dicts of the shuffle and dropout generators (the
     augmentation's generators are derived from the epoch number, so need no
-    state). `optimizer` also holds the weight sums of `[train.averaging]`,
-    under keys starting with "averaging.".
+    state). `averaged` holds the running weight sums of `[train.averaging]`
+    (empty until its first epoch).
     """
 
     epoch: int
@@ -128,6 +127,7 @@ class Checkpoint:
     best_network: dict[str, np.ndarray] | None
     waited: int
     seconds: float
+    averaged: dict[str, np.ndarray] = attrs.Factory(dict)
 
 
 class Interrupted(Exception):
@@ -180,10 +180,8 @@ def fit(spec: model.Spec, data: Prepared, *,
     average: dict[str, np.ndarray] = {}
     if resume is not None:
         network.load_state_dict(resume.network)
-        optimizer_state = dict(resume.optimizer)
-        average = {key[len(_AVERAGING):]: optimizer_state.pop(key) for key in list(optimizer_state)
-                   if key.startswith(_AVERAGING)}
-        optimizer.load_state_dict(optimizer_state)
+        optimizer.load_state_dict(resume.optimizer)
+        average = {name: total.astype(np.float64) for name, total in resume.averaged.items()}
         shuffle.bit_generator.state = resume.shuffle_rng
         for layer, saved in zip(dropouts, resume.dropout_rngs):
             layer.rng.bit_generator.state = saved
@@ -247,10 +245,10 @@ def fit(spec: model.Spec, data: Prepared, *,
                     waited += 1
                     stopped_early = waited >= early.patience
             last_checkpoint = Checkpoint(
-                epoch, step, list(history), network.state_dict(),
-                {**optimizer.state_dict(), **{_AVERAGING + k: v.copy() for k, v in average.items()}},
+                epoch, step, list(history), network.state_dict(), optimizer.state_dict(),
                 shuffle.bit_generator.state, [d.rng.bit_generator.state for d in dropouts],
-                best_score, best_epoch, best_state, waited, time.perf_counter() - started)
+                best_score, best_epoch, best_state, waited, time.perf_counter() - started,
+                {name: total.copy() for name, total in average.items()})
             if on_epoch is not None:
                 on_epoch(record)
             if stopped_early:
@@ -266,9 +264,6 @@ def fit(spec: model.Spec, data: Prepared, *,
         network.load_state_dict({name: total / count for name, total in average.items()})
     return TrainResult(network, tuple(history), best_epoch, stopped_early,
                        time.perf_counter() - started)
-
-
-_AVERAGING = "averaging."
 
 
 def _augmenter(spec: model.Spec, data: Prepared) -> Augmenter | None:
