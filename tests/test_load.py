@@ -188,8 +188,13 @@ def test_load_npz_not_an_archive(tmp_path):
     garbage.write_bytes(b"not a zip at all")
     single = tmp_path / "single.npy"
     np.save(single, np.zeros(3))
-    with pytest.raises(DataError, match=f"{garbage}: not a readable .npz archive"):
+    with pytest.raises(DataError, match=f"{garbage}: not an .npz archive \\(expected a zip file, "
+                                        f"found bytes b'not a zi'\\)"):
         load_npz(garbage, good, classes=2)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 and then nothing a zip needs")
+    with pytest.raises(DataError, match=f"{broken}: not a readable .npz archive"):
+        load_npz(broken, good, classes=2)
     with pytest.raises(DataError, match=f"{single}: expected an .npz archive with arrays x and y"):
         load_npz(good, single, classes=2)
     with pytest.raises(DataError, match="cannot read .npz file"):
@@ -245,3 +250,4 @@ def test_load_csv_feature_count_mismatch(tmp_path):
     test = _csv(tmp_path / "test.csv", "0,1\n")
     with pytest.raises(DataError, match=rf"{test}: features: samples have shape \(1,\), but {train}: features has \(2,\)"):
         load_csv(train, test, classes=3)
+

@@ -241,6 +241,11 @@ def _read_bytes(path: str | Path, what: str) -> bytes:
 
 
 def _read_npz(path: str | Path, data: bytes) -> _Split:
+    # numpy takes anything that is neither zip nor .npy for a pickle and says
+    # so; name what the file really is instead.
+    if not data.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+        raise DataError(f"{path}: not an .npz archive (expected a zip file, found bytes "
+                        f"{data[:8]!r})")
     try:
         archive = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
