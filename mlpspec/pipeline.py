@@ -75,7 +75,7 @@ def stage_reads(spec: model.Spec) -> dict[str, dict[str, Any]]:
               if k not in ("preprocess", "validation", "augment", "mirrors")}
     if not isinstance(spec.data.source, model.BuiltinSource):
         # Local files count by content (their checksums), not by where they lie.
-        source = {k: v for k, v in source.items() if k not in _PATH_KEYS}
+        source = {k: v for k, v in source.items() if k not in spec.data.source.files()}
     return {
         "load": {"data": source},
         "preprocess": {"data": {"preprocess": data["preprocess"], "validation": data["validation"]},
@@ -89,9 +89,6 @@ def stage_reads(spec: model.Spec) -> dict[str, dict[str, Any]]:
     }
 
 
-_PATH_KEYS = ("train", "test", "train_images", "train_labels", "test_images", "test_labels")
-
-
 def data_checksums(spec: model.Spec, base_dir: Path) -> dict[str, str]:
     """Checksums identifying the data: published ones for built-ins, file hashes otherwise."""
     from mlpspec.data.sources import BUILTIN_DATASETS
@@ -101,13 +98,13 @@ def data_checksums(spec: model.Spec, base_dir: Path) -> dict[str, str]:
         files = BUILTIN_DATASETS[model.name_of(source)].files
         return {remote.filename: remote.sha256 for remote in files.values()}
     checksums = {}
-    for key in _PATH_KEYS:
-        if hasattr(source, key):
-            path = base_dir / getattr(source, key)
-            try:
-                checksums[key] = file_sha256(path)
-            except OSError as error:
-                raise MlpspecError(f"{path}: cannot read data.{key}: {error.strerror or error}")
+    for key, name in source.files().items():
+        path = base_dir / name
+        try:
+            checksums[key] = file_sha256(path)
+        except OSError as error:
+            raise MlpspecError(f"data.{key}: {path}: cannot read the file: "
+                               f"{error.strerror or error}") from None
     return checksums
 
 

@@ -278,3 +278,12 @@ def test_unusable_cache_folder_is_a_clean_error(project, monkeypatch):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output, result.exception)
         assert result.output.startswith("error: "), result.output
+
+
+def test_data_file_errors_name_the_spec_key(project):
+    (project / "test.npz").write_text("not an archive")
+    with pytest.raises(MlpspecError, match=r"^data\.test: .*test\.npz: not an .npz archive"):
+        run(project)
+    (project / "train.npz").unlink()
+    with pytest.raises(MlpspecError, match=r"^data\.train: .*train\.npz: cannot read the file"):
+        run(project)

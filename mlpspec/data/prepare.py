@@ -27,19 +27,26 @@ def load_raw(data: model.DataSpec, base_dir: Path,
              log: Callable[[str], None] | None = None) -> RawDataset:
     """Read the dataset a spec declares; relative paths are taken from `base_dir`."""
     source = data.source
-    match source:
-        case model.BuiltinSource():
-            return load_builtin(model.name_of(source), source.mirrors, log=log)
-        case model.IdxSource():
-            return load_idx(base_dir / source.train_images, base_dir / source.train_labels,
-                            base_dir / source.test_images, base_dir / source.test_labels,
-                            classes=source.classes, name="idx")
-        case model.NpzSource():
-            return load_npz(base_dir / source.train, base_dir / source.test,
-                            classes=source.classes, name="npz")
-        case model.CsvSource():
-            return load_csv(base_dir / source.train, base_dir / source.test, classes=source.classes,
-                            label_column=source.label_column, header=source.header, name="csv")
+    if isinstance(source, model.BuiltinSource):
+        return load_builtin(model.name_of(source), source.mirrors, log=log)
+    # Local files: an error about one of them also names its spec key.
+    paths = {key: base_dir / name for key, name in source.files().items()}
+    try:
+        match source:
+            case model.IdxSource():
+                return load_idx(paths["train_images"], paths["train_labels"], paths["test_images"],
+                                paths["test_labels"], classes=source.classes, name="idx")
+            case model.NpzSource():
+                return load_npz(paths["train"], paths["test"], classes=source.classes, name="npz")
+            case model.CsvSource():
+                return load_csv(paths["train"], paths["test"], classes=source.classes,
+                                label_column=source.label_column, header=source.header, name="csv")
+    except DataError as error:
+        message = str(error)
+        for key, path in paths.items():
+            if message.startswith(str(path)):
+                raise DataError(f"data.{key}: {message}") from None
+        raise
     raise TypeError(f"unhandled data source {type(source).__name__}")  # a bug, not user input
 
 

@@ -52,6 +52,11 @@ class IdxSource:
     classes: int = option(doc="Number of classes; labels must lie in [0, classes).",
                           checks=(in_range(2, 1_000_000),))
 
+    def files(self) -> dict[str, str]:
+        """The data files by key, as written in the spec."""
+        return {"train_images": self.train_images, "train_labels": self.train_labels,
+                "test_images": self.test_images, "test_labels": self.test_labels}
+
 
 @attrs.frozen
 class NpzSource:
@@ -61,6 +66,10 @@ class NpzSource:
     test: str = option(doc="`.npz` file with the test set.")
     classes: int = option(doc="Number of classes; labels must lie in [0, classes).",
                           checks=(in_range(2, 1_000_000),))
+
+    def files(self) -> dict[str, str]:
+        """The data files by key, as written in the spec."""
+        return {"train": self.train, "test": self.test}
 
 
 @attrs.frozen
@@ -73,6 +82,10 @@ class CsvSource:
                           checks=(in_range(2, 1_000_000),))
     label_column: int = option(0, doc="Index of the label column.", checks=(non_negative,))
     header: bool = option(False, doc="Whether the first line is a header to skip.")
+
+    def files(self) -> dict[str, str]:
+        """The data files by key, as written in the spec."""
+        return {"train": self.train, "test": self.test}
 
 
 @attrs.frozen
