@@ -1,7 +1,7 @@
 """Data augmentation: fresh random distortions of the training images every epoch.
 
     augmenter = Augmenter(spec.data.augment, data.sample_shape, data.scaling)
-    X = augmenter(data.x_train, rng.generator(seed, "augment"))   # (n, 784) -> (n, 784)
+    X = augmenter(data.x_train, rng.generator(seed, f"augment/epoch-{epoch}"))  # (n, 784) -> (n, 784)
 
 Each sample gets its own random affine map (rotation, scaling, translation)
 and, optionally, an elastic distortion (Simard et al. 2003: a random
