@@ -34,14 +34,13 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: int)
     }
 
 
-def evaluate(network: Network, loss, X: np.ndarray, y: np.ndarray, classes: int,
-             batch_size: int = 10000) -> dict:
-    """Every metric of `network` on `X (n, features)` with labels `y (n,)`."""
-    Z = network.predict(X, batch_size)
-    value, _ = loss(Z, one_hot(y, classes, Z.dtype))  # every loss takes one-hot targets
-    metrics = classification_metrics(y, Z.argmax(axis=1), classes)
-    metrics["loss"] = float(value)
-    return metrics
+def output_loss(loss, Z: np.ndarray, y: np.ndarray) -> float:
+    """Mean `loss` of outputs `Z (n, classes)` against labels `y (n,)`.
+
+    Every loss takes one-hot targets, so this works for each of them.
+    """
+    value, _ = loss(Z, one_hot(y, Z.shape[1], Z.dtype))
+    return float(value)
 
 
 def evaluate_run(spec, network: Network, data, history: list[dict], folder) -> dict:
@@ -59,37 +58,21 @@ def evaluate_run(spec, network: Network, data, history: list[dict], folder) -> d
 
     folder = Path(folder)
     loss = build_loss(spec)
-    batch_size = spec.evaluate.batch_size
     metrics: dict = {"class_names": list(data.class_names), "headline": spec.evaluate.split}
     splits = {"test": (data.x_test, data.y_test), "validation": (data.x_val, data.y_val)}
+    outputs = {}
     for split, (X, y) in splits.items():
         if len(X):
-            metrics[split] = evaluate(network, loss, X, y, data.classes, batch_size)
+            Z = outputs[split] = network.predict(X, spec.evaluate.batch_size)
+            metrics[split] = classification_metrics(y, Z.argmax(axis=1), data.classes)
+            metrics[split]["loss"] = output_loss(loss, Z, y)
     split = spec.evaluate.split
-    X, y = splits[split]
-    title = f"{spec.name}: {split} accuracy {metrics[split]['accuracy']:.2%}"
     report.draw_curves(history, folder / "curves.png", f"{spec.name}: training history")
-    report.draw_confusion(np.array(metrics[split]["confusion_matrix"]), data.class_names,
-                          folder / "confusion.png", title)
-    P = probabilities(network.predict(X, batch_size))
-    predicted = P.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != y)
-    # The most confident mistakes first: the ones most worth a look.
-    wrong = wrong[np.argsort(-P[wrong, predicted[wrong]], kind="stable")][:spec.evaluate.misclassified]
-    shape = (data.sample_shape if len(data.sample_shape) == 2
-             else _square(X.shape[1]) or (1, X.shape[1]))  # a strip when not an image
-    images = X[wrong].reshape((len(wrong), *shape))
-    report.draw_errors(images, y[wrong], predicted[wrong], P[wrong, predicted[wrong]],
-                       data.class_names, folder / "errors.png",
-                       f"{spec.name}: {len(wrong)} of {int((predicted != y).sum())} "
-                       f"misclassified {split} samples, most confident first")
-    metrics[split]["misclassified"] = wrong.tolist()
+    X, y = splits[split]
+    metrics[split]["misclassified"] = _draw_split(
+        X, y, probabilities(outputs[split]), metrics[split], data.class_names, data.sample_shape,
+        folder, f"{spec.name}: {split}", spec.evaluate.misclassified)
     return metrics
-
-
-def _square(features: int) -> tuple[int, int] | None:
-    side = int(round(features ** 0.5))
-    return (side, side) if side * side == features else None
 
 
 def evaluate_model_file(model, images: np.ndarray, labels: np.ndarray, class_names, folder,
@@ -104,26 +87,43 @@ def evaluate_model_file(model, images: np.ndarray, labels: np.ndarray, class_nam
     import json
     from pathlib import Path
 
-    from mlpspec import report
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    classes = len(class_names)
     P = model.predict_proba(images)
-    predicted = P.argmax(axis=1)
-    metrics = classification_metrics(labels, predicted, classes)
+    metrics = classification_metrics(labels, P.argmax(axis=1), len(class_names))
     true_p = np.clip(P[np.arange(len(labels)), labels], 1e-12, 1.0)
     metrics["loss"] = float(-np.mean(np.log(true_p)))
-    wrong = np.flatnonzero(predicted != labels)
-    wrong = wrong[np.argsort(-P[wrong, predicted[wrong]], kind="stable")][:misclassified]
-    metrics["misclassified"] = wrong.tolist()
+    metrics["misclassified"] = _draw_split(images, labels, P, metrics, class_names,
+                                           images.shape[1:], folder, title, misclassified)
     result = {"test": metrics, "class_names": list(class_names), "headline": "test"}
-    report.draw_confusion(np.array(metrics["confusion_matrix"]), class_names,
-                          folder / "confusion.png", f"{title}: accuracy {metrics['accuracy']:.2%}")
-    shape = images.shape[1:] if images.ndim == 3 else (_square(images[0].size) or (1, images[0].size))
-    report.draw_errors(images[wrong].reshape((len(wrong), *shape)), labels[wrong], predicted[wrong],
-                       P[wrong, predicted[wrong]], class_names, folder / "errors.png",
-                       f"{title}: {len(wrong)} of {int((predicted != labels).sum())} misclassified, "
-                       f"most confident first")
     (folder / "metrics.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def _draw_split(X: np.ndarray, y: np.ndarray, P: np.ndarray, metrics: dict, class_names,
+                sample_shape: tuple[int, ...], folder, title: str, limit: int) -> list[int]:
+    """Draw `confusion.png` and `errors.png` for one split; the misclassified indices shown.
+
+    `X` are the samples as stored (flat or not), `P (n, classes)` the
+    predicted probabilities; the most confident mistakes come first, the ones
+    most worth a look.
+    """
+    from mlpspec import report
+
+    predicted = P.argmax(axis=1)
+    confidence = P[np.arange(len(y)), predicted]
+    wrong = np.flatnonzero(predicted != y)
+    shown = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
+    report.draw_confusion(np.array(metrics["confusion_matrix"]), class_names,
+                          folder / "confusion.png", f"{title}: accuracy {metrics['accuracy']:.2%}")
+    shape = (tuple(sample_shape) if len(sample_shape) == 2
+             else _square(X[0].size) or (1, X[0].size))  # a strip when not an image
+    report.draw_errors(X[shown].reshape((len(shown), *shape)), y[shown], predicted[shown],
+                       confidence[shown], class_names, folder / "errors.png",
+                       f"{title}: {len(shown)} of {len(wrong)} misclassified, most confident first")
+    return shown.tolist()
+
+
+def _square(features: int) -> tuple[int, int] | None:
+    side = int(round(features ** 0.5))
+    return (side, side) if side * side == features else None

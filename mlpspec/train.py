@@ -29,7 +29,8 @@ import numpy as np
 
 from mlpspec import rng
 from mlpspec.data.augment import Augmenter, is_active
-from mlpspec.data.prepare import Prepared, one_hot
+from mlpspec.data.prepare import Prepared
+from mlpspec.evaluate import output_loss
 from mlpspec.errors import TrainingError
 from mlpspec.nn.layers import Dropout, Network
 from mlpspec.nn.losses import LOSSES
@@ -100,8 +101,7 @@ def evaluate_split(network: Network, loss, X: np.ndarray, y: np.ndarray,
     if len(X) == 0:
         return math.nan, math.nan
     Z = network.predict(X, batch_size)
-    value, _ = loss(Z, one_hot(y, Z.shape[1], Z.dtype))  # every loss takes one-hot targets
-    return float(value), float(np.mean(Z.argmax(axis=1) == y))
+    return output_loss(loss, Z, y), float(np.mean(Z.argmax(axis=1) == y))
 
 
 @attrs.define
