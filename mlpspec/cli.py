@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from mlpspec import cli_model
 from mlpspec.cli_support import fail as _fail, user_errors
 
 app = typer.Typer(
@@ -141,25 +142,16 @@ def evaluate_command(
     """Evaluate a model file on a dataset: metrics.json, confusion.png, errors.png."""
     from mlpspec.cli_model import load_model
     from mlpspec.data.prepare import load_raw, split_validation
-    from mlpspec.data.sources import BUILTIN_DATASETS
     from mlpspec.evaluate import evaluate_model_file
-    from mlpspec.spec import model as spec_model
 
     model = load_model(model_file)
-    if on in BUILTIN_DATASETS:
-        if set_:
-            _fail("error: --set applies to a spec; --on names the built-in dataset "
-                  f"{on!r}, whose full test set is scored")
-        raw = load_raw(spec_model.DataSpec(source=spec_model.SOURCES[on]()), Path.cwd())
+    data_spec, base, spec = _data_target(on, set_, "--on")
+    raw = load_raw(data_spec, base)
+    if spec is None:  # a built-in dataset: its whole test set
         images, labels, split, label = raw.x_test, raw.y_test, "test", on
     else:
-        if not Path(on).exists():
-            _fail(f"error: --on {on!r} is neither a built-in dataset "
-                  f"({', '.join(BUILTIN_DATASETS)}) nor an existing spec file")
-        loaded = _load(Path(on), set_)
-        raw = load_raw(loaded.data, Path(on).parent)
-        _, _, x_val, y_val, x_test, y_test = split_validation(raw, loaded.data.validation, loaded.seed)
-        split, label = loaded.evaluate.split, loaded.name
+        _, _, x_val, y_val, x_test, y_test = split_validation(raw, spec.data.validation, spec.seed)
+        split, label = spec.evaluate.split, spec.name
         images, labels = (x_val, y_val) if split == "validation" else (x_test, y_test)
     if tuple(images.shape[1:]) != tuple(model.sample_shape):
         _fail(f"error: {model_file}: the model takes samples of shape {tuple(model.sample_shape)}, "
@@ -229,12 +221,13 @@ def cache_explain(spec: SpecArg, set_: SetOption = None, cache_dir: CacheDirOpti
             typer.echo(f"             {reason}")
 
 
-def _size(count: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+def _size(count: float) -> str:
+    if count < 1024:
+        return f"{count:.0f} B"
+    for unit in ("KB", "MB", "GB"):
         count /= 1024
-    return f"{count} B"
+        if count < 1024 or unit == "GB":
+            return f"{count:.1f} {unit}"
 
 
 def _age(seconds: float) -> str:
@@ -252,7 +245,7 @@ def data_fetch(
     """Download a built-in dataset into the data home and verify every file."""
     from mlpspec.data.download import fetch_dataset
 
-    files = fetch_dataset(_builtin_name(name), log=lambda m: typer.echo(m, err=True))
+    files = fetch_dataset(name, log=lambda m: typer.echo(m, err=True))
     for role, path in files.items():
         typer.echo(f"{role:13} {path}")
 
@@ -265,25 +258,32 @@ def data_info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Sample counts, shapes, class balance and verified checksums of a dataset."""
-    from mlpspec.data.sources import BUILTIN_DATASETS
     from mlpspec.data.prepare import load_raw
-    from mlpspec.spec import model
 
-    if target in BUILTIN_DATASETS:
-        data_spec = model.DataSpec(source=model.SOURCES[target]())
-        base = Path.cwd()
-    else:
-        path = Path(target)
-        if not path.exists():
-            _fail(f"error: {target!r} is neither a built-in dataset "
-                  f"({', '.join(BUILTIN_DATASETS)}) nor an existing spec file")
-        data_spec, base = _load(path, set_).data, path.parent
+    data_spec, base, _ = _data_target(target, set_, "TARGET")
     raw = load_raw(data_spec, base, log=lambda m: typer.echo(m, err=True))
     info = raw.describe()
     if as_json:
         typer.echo(json.dumps(info, indent=2))
     else:
         typer.echo(_format_info(info))
+
+
+def _data_target(target: str, overrides: list[str] | None, what: str):
+    """`(data spec, base folder, spec or None)` for a built-in dataset name or a spec file."""
+    from mlpspec.data.sources import BUILTIN_DATASETS
+    from mlpspec.spec import model
+
+    if target in BUILTIN_DATASETS:
+        if overrides:
+            _fail(f"error: --set applies to a spec; {what} {target!r} is a built-in dataset")
+        return model.DataSpec(source=model.SOURCES[target]()), Path.cwd(), None
+    path = Path(target)
+    if not path.is_file():
+        _fail(f"error: {what} {target!r} is neither a built-in dataset "
+              f"({', '.join(BUILTIN_DATASETS)}) nor a spec file")
+    spec = _load(path, overrides)
+    return spec.data, path.parent, spec
 
 
 def _format_info(info: dict) -> str:
@@ -300,18 +300,4 @@ def _format_info(info: dict) -> str:
     return "\n".join(lines)
 
 
-def _builtin_name(name: str) -> str:
-    from mlpspec.data.sources import BUILTIN_DATASETS
-
-    if name not in BUILTIN_DATASETS:
-        _fail(f"error: unknown dataset {name!r}; built-in datasets: {', '.join(BUILTIN_DATASETS)}")
-    return name
-
-
-def _register_model_commands() -> None:
-    from mlpspec import cli_model
-
-    cli_model.register(app)
-
-
-_register_model_commands()
+cli_model.register(app)
