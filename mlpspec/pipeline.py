@@ -300,30 +300,25 @@ class Pipeline:
     def prepared(self):
         """The preprocessed data (from memory or the preprocess entry)."""
         if "prepared" not in self._values:
-            from mlpspec.data.prepare import Prepared, Scaling, one_hot
+            from mlpspec.data.prepare import Prepared, one_hot
 
             entry = self._entries["preprocess"]
             meta = _read_json(entry.file("meta.json"))
-            arrays = _load_arrays(entry.path, _PREPARED_ARRAYS + ("scaling_offset", "scaling_scale"))
+            arrays = _load_arrays(entry.path, _PREPARED_ARRAYS)
             targets = (one_hot(arrays["y_train"], meta["classes"], arrays["x_train"].dtype)
                        if meta["one_hot"] else arrays["y_train"])
-            scaling = Scaling(meta["scaling"], arrays["scaling_offset"], arrays["scaling_scale"])
             self._values["prepared"] = Prepared(
                 arrays["x_train"], arrays["y_train"], targets, arrays["x_val"], arrays["y_val"],
                 arrays["x_test"], arrays["y_test"], meta["classes"], tuple(meta["class_names"]),
-                tuple(meta["sample_shape"]), scaling)
+                tuple(meta["sample_shape"]), _read_scaling(entry, meta))
         return self._values["prepared"]
 
     def scaling(self):
         """The fitted input scaling, without loading the preprocessed arrays."""
-        from mlpspec.data.prepare import Scaling
-
         if "prepared" in self._values:
             return self._values["prepared"].scaling
         entry = self._entries["preprocess"]
-        meta = _read_json(entry.file("meta.json"))
-        arrays = _load_arrays(entry.path, ("scaling_offset", "scaling_scale"))
-        return Scaling(meta["scaling"], arrays["scaling_offset"], arrays["scaling_scale"])
+        return _read_scaling(entry, _read_json(entry.file("meta.json")))
 
     def network(self):
         if "network" not in self._values:
@@ -407,6 +402,14 @@ def _check_replaceable(folder: Path) -> None:
 
 
 _PREPARED_ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+
+
+def _read_scaling(entry: Entry, meta: Mapping[str, Any]):
+    """The `Scaling` a preprocess entry stored."""
+    from mlpspec.data.prepare import Scaling
+
+    arrays = _load_arrays(entry.path, ("scaling_offset", "scaling_scale"))
+    return Scaling(meta["scaling"], arrays["scaling_offset"], arrays["scaling_scale"])
 
 
 def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
