@@ -292,11 +292,8 @@ class MomentumOptimizer:
 
 
 @attrs.frozen
-class NesterovOptimizer:
+class NesterovOptimizer(MomentumOptimizer):
     """Nesterov momentum (PyTorch convention): `v = m*v + g; p -= lr * (g + m*v)`."""
-
-    learning_rate: float = option(0.1, **_LR)
-    momentum: float = option(0.9, doc="Momentum factor.", checks=(in_range(0.0, 1.0, high_open=True),))
 
 
 @attrs.frozen
@@ -310,13 +307,9 @@ class AdamOptimizer:
 
 
 @attrs.frozen
-class AdamWOptimizer:
+class AdamWOptimizer(AdamOptimizer):
     """Adam with decoupled weight decay (Loshchilov & Hutter)."""
 
-    learning_rate: float = option(0.001, **_LR)
-    beta1: float = option(0.9, doc="Decay of the first moment.", checks=(in_range(0.0, 1.0, high_open=True),))
-    beta2: float = option(0.999, doc="Decay of the second moment.", checks=(in_range(0.0, 1.0, high_open=True),))
-    epsilon: float = option(1e-8, doc="Added to the denominator.", checks=(positive,))
     weight_decay: float = option(0.01, doc="Decoupled decay: `p -= lr * weight_decay * p`.",
                                  checks=(non_negative,))
 
