@@ -39,3 +39,14 @@ def _session_home(factory) -> Path:
     if not _HOME:
         _HOME.append(factory.mktemp("mlpspec-home"))
     return _HOME[0]
+
+
+def npz_spec(name: str, *, inputs: int, seed: int = 0, data: str = "") -> str:
+    """The head of a small spec on local data (`train.npz`, `test.npz`, 3 classes).
+
+    It ends with `[network] inputs = ...`; tests append their layers and
+    `[train]`. `data` adds lines to `[data]` (e.g. a `[data.validation]` table).
+    """
+    return (f'spec_version = 1\nname = "{name}"\nseed = {seed}\n'
+            f'[data]\nsource = "npz"\ntrain = "train.npz"\ntest = "test.npz"\nclasses = 3\n'
+            f"{data}[network]\ninputs = {inputs}\n")

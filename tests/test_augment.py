@@ -20,6 +20,8 @@ from mlpspec.spec import parse_spec
 from mlpspec.spec.model import AugmentSpec
 from mlpspec.train import Interrupted, fit
 
+from conftest import npz_spec
+
 UNIT = Scaling("unit", np.array(0.0), np.array(255.0))
 
 
@@ -115,17 +117,7 @@ def test_default_is_off():
 
 # ------------------------------------------------------------ training
 
-SPEC = """
-spec_version = 1
-name = "pictures"
-seed = 2
-[data]
-source = "npz"
-train = "unused.npz"
-test = "unused.npz"
-classes = 3
-[network]
-inputs = 64
+SPEC = npz_spec("pictures", inputs=64, seed=2) + """
 [[network.layers]]
 type = "dense.v1"
 units = 24
@@ -248,7 +240,7 @@ def test_bad_settings_are_reported(overrides, expected):
 
 
 def test_mnist_spec_with_augmentation_is_valid():
-    text = SPEC.replace('source = "npz"\ntrain = "unused.npz"\ntest = "unused.npz"\nclasses = 3',
+    text = SPEC.replace('source = "npz"\ntrain = "train.npz"\ntest = "test.npz"\nclasses = 3',
                         'source = "mnist"').replace("inputs = 64", "inputs = 784").replace(
         "units = 3", "units = 10")
     assert parse_spec(text, "m.toml", AUGMENT).data.augment.rotate == 10
@@ -257,7 +249,8 @@ def test_mnist_spec_with_augmentation_is_valid():
 def test_augmentation_is_read_by_training_only(tmp_path):
     base = spec()
     changed = spec(*AUGMENT)
-    (tmp_path / "unused.npz").write_bytes(b"x")
+    (tmp_path / "train.npz").write_bytes(b"x")
+    (tmp_path / "test.npz").write_bytes(b"x")
     before, _ = stage_keys(base, tmp_path)
     after, _ = stage_keys(changed, tmp_path)
     assert before["load"] == after["load"] and before["preprocess"] == after["preprocess"]

@@ -18,19 +18,11 @@ from mlpspec.export import model_to_bytes
 from mlpspec.spec import parse_spec
 from mlpspec.train import fit
 
+from conftest import npz_spec
+
 INFER_SOURCE = Path(infer.__file__)
 
-EVERY_LAYER = """
-spec_version = 1
-name = "every-layer"
-seed = 5
-[data]
-source = "npz"
-train = "train.npz"
-test = "test.npz"
-classes = 3
-[network]
-inputs = 20
+EVERY_LAYER = npz_spec("every-layer", inputs=20, seed=5) + """
 [[network.layers]]
 type = "dense.v1"
 units = 24

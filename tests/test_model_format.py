@@ -24,6 +24,8 @@ from mlpspec.export import model_to_bytes, write_model
 from mlpspec.spec import parse_spec
 from mlpspec.train import build_network
 
+from conftest import npz_spec
+
 MODEL_FILES = Path(__file__).parent / "model_files"
 V1_0 = MODEL_FILES / "v1.0.mlpm"
 V1_0_SHA256 = "128f7b5c93ff35e0d0fbe354a5b6b0001ed88874d68e3ba0f4496bcab1483af8"
@@ -31,16 +33,7 @@ PINNED_INPUTS = np.arange(2 * 16, dtype=np.uint8).reshape(2, 4, 4) * 7
 PINNED_LOGITS = [[-0.18237854540348053, -1.3568964004516602, 1.08650803565979],
                  [-0.17972785234451294, -1.3429744243621826, 1.046987533569336]]
 
-SMALL_SPEC = """
-spec_version = 1
-name = "small"
-[data]
-source = "npz"
-train = "train.npz"
-test = "test.npz"
-classes = 3
-[network]
-inputs = 6
+SMALL_SPEC = npz_spec("small", inputs=6) + """
 [[network.layers]]
 type = "dense.v1"
 units = 4

@@ -16,20 +16,10 @@ from mlpspec.pipeline import Pipeline, explain
 from mlpspec.progress import Progress
 from mlpspec.spec import load_spec
 
-SPEC = """
-spec_version = 1
-name = "digits"
-seed = 1
-[data]
-source = "npz"
-train = "train.npz"
-test = "test.npz"
-classes = 3
-[data.validation]
-take_from = "train"
-size = 0.2
-[network]
-inputs = 64
+from conftest import npz_spec
+
+SPEC = npz_spec("digits", inputs=64, seed=1,
+                data='[data.validation]\ntake_from = "train"\nsize = 0.2\n') + """
 [[network.layers]]
 type = "dense.v1"
 units = 16

@@ -10,17 +10,9 @@ from mlpspec.errors import TrainingError
 from mlpspec.spec import parse_spec
 from mlpspec.train import Interrupted, fit
 
-SPEC = """
-spec_version = 1
-name = "blobs"
-seed = 3
-[data]
-source = "npz"
-train = "unused.npz"
-test = "unused.npz"
-classes = 3
-[network]
-inputs = 20
+from conftest import npz_spec
+
+SPEC = npz_spec("blobs", inputs=20, seed=3) + """
 [[network.layers]]
 type = "dense.v1"
 units = 32
