@@ -79,25 +79,24 @@ def build_model(arch: str, folder: Path) -> tuple[Path, Path, int]:
     return model_path, onnx_path, sum(a.size for a in network.state_dict().values())
 
 
-def median_seconds(call, repeats: int) -> float:
-    for _ in range(min(50, repeats)):  # warm caches and thread pools
+def timings(call, repeats: int, warmup: int) -> list[float]:
+    """Seconds of `repeats` calls, after `warmup` calls that warm caches and thread pools."""
+    for _ in range(warmup):
         call()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(call, repeats: int) -> float:
+    return statistics.median(timings(call, repeats, warmup=min(50, repeats)))
 
 
 def best_seconds(call, repeats: int) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(timings(call, repeats, warmup=1))
 
 
 def measure(engine: str, model_path: Path, onnx_path: Path, repeats: int) -> dict:
