@@ -213,8 +213,9 @@ def fit(spec: model.Spec, data: Prepared, *,
                 _, grad_map = backprop(dZ)
                 grads = [grad_map[name] for name in names]
                 if regularization.l2:
-                    add_l2_gradient([g for name, g in zip(names, grads) if name in weight_names],
-                                    weights, regularization.l2, len(index))
+                    add_l2_gradient(weights=weights,
+                                    grads=[g for name, g in zip(names, grads) if name in weight_names],
+                                    l2=regularization.l2, batch_size=len(index))
                 if regularization.clip_norm:
                     clip_grad_norm(grads, regularization.clip_norm)
                 lr = schedule.lr_at(step, total_steps, steps_per_epoch)

@@ -150,3 +150,20 @@ def test_interrupted_run_resumes_bit_for_bit(interrupt_at_step):
     for name, array in weights(reference).items():
         assert array.tobytes() == weights(resumed)[name].tobytes(), name
     assert [r.val_loss for r in resumed.history] == [r.val_loss for r in reference.history]
+
+
+def test_l2_shrinks_the_weights_by_the_hand_computed_amount_through_fit():
+    """One plain-SGD step over the whole set: with L2 the weights end exactly
+    lr * (l2 / n) * W0 lower than without it (the data gradient is the same)."""
+    data = blobs(n=64)
+    one_step = ("train.epochs=1", "train.batch_size=64", 'train.optimizer={type="sgd.v1", learning_rate=0.1}')
+    plain = weights(fit(spec(*one_step), data))
+    with_l2 = weights(fit(spec(*one_step, "train.regularization.l2=5.0"), data))
+    from mlpspec.train import build_network
+
+    initial = build_network(spec(*one_step)).state_dict()
+    for name in ("layers.0.W", "layers.2.W"):
+        expected = plain[name] - 0.1 * (5.0 / 64) * initial[name]
+        np.testing.assert_allclose(with_l2[name], expected, rtol=1e-5, atol=1e-6)
+    for name in ("layers.0.b", "layers.2.b"):  # biases carry no L2
+        np.testing.assert_array_equal(with_l2[name], plain[name])
