@@ -7,12 +7,17 @@
 
 Layout: `<root>/<stage>/<key>/` holds the artifact files and `manifest.json`
 (stage, key, creation time, what the stage read, and the size and sha256 of
-every file). An entry is written into `<root>/tmp/<random>/` and renamed into
-place only when complete, so a run killed at any moment never leaves a
+every file). An entry is written into `<root>/tmp/` under a name that
+carries its writer's host and pid (`mlpspec.atomic`) and renamed into place
+only when complete, so a run killed at any moment never leaves a
 half-written entry that a later run trusts. Two runs that compute the same
 entry at once both finish: the second rename fails, and the second run
 discards its copy and uses the first. A corrupted entry (a file changed or
 missing) fails verification and is removed, then recomputed.
+
+Interrupted training keeps its checkpoint in `<root>/checkpoints/<train key>/`.
+What killed runs leave in `tmp/` and `checkpoints/` is stale once its owner
+process is gone: `tidy` (run before every write) removes it, `stale` reports it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +33,7 @@ from typing import Any
 
 import attrs
 
+from mlpspec import atomic
 from mlpspec.errors import MlpspecError
 
 MANIFEST = "manifest.json"
@@ -108,6 +113,39 @@ class Cache:
     def entry_dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
+    def checkpoint_dir(self, train_key: str) -> Path:
+        """Where interrupted training with this key keeps its checkpoint."""
+        return self.root / "checkpoints" / train_key
+
+    def stale(self) -> list[Path]:
+        """Temporaries left in `tmp/` and `checkpoints/` by processes that are gone.
+
+        Names in `tmp/` that carry no owner (written by mlpspec versions
+        before owners were recorded) count as stale: `tmp/` is mlpspec's own.
+        """
+        found = atomic.stale(self.root / "checkpoints")
+        tmp_root = self.root / "tmp"
+        if tmp_root.is_dir():
+            found += [p for p in sorted(tmp_root.iterdir()) if atomic.is_stale(p) is not False]
+        return found
+
+    def stale_size(self) -> tuple[int, int]:
+        """`(count, bytes)` of the stale temporaries."""
+        found = self.stale()
+        return len(found), sum(atomic.size_of(path) for path in found)
+
+    def tidy(self) -> tuple[int, int]:
+        """Remove stale temporaries (restoring a checkpoint a kill left set aside); (count, bytes)."""
+        count, freed = atomic.tidy(self.root / "checkpoints")
+        tmp_root = self.root / "tmp"
+        if tmp_root.is_dir():
+            for path in sorted(tmp_root.iterdir()):
+                if atomic.is_stale(path) is not False:
+                    size = atomic.size_of(path)
+                    atomic.remove(path)
+                    count, freed = count + 1, freed + size
+        return count, freed
+
     def peek(self, stage: str, key: str) -> Entry | None:
         """The entry if its manifest is present and readable, without hashing its files."""
         folder = self.entry_dir(stage, key)
@@ -136,7 +174,9 @@ class Cache:
         the stage read, for `cache explain`).
         """
         tmp_root = self.ensure_usable()
-        folder = Path(tempfile.mkdtemp(prefix=f"{stage}-", dir=tmp_root))
+        self.tidy()
+        folder = atomic.temporary_path(tmp_root / stage)
+        folder.mkdir()
         try:
             extra = write(folder) or {}
             files = {}
@@ -157,10 +197,10 @@ class Cache:
                 existing = self.get(stage, key)
                 if existing is not None:
                     return existing
-                os.rename(folder, target)
+                atomic.swap_in(folder, target)
         finally:
             if folder.exists():
-                shutil.rmtree(folder, ignore_errors=True)
+                atomic.remove(folder)
         return Entry(stage, key, target, manifest)
 
     def entries(self) -> Iterator[Entry]:
@@ -184,18 +224,23 @@ class Cache:
         return matching[-1] if matching else None
 
     def clear(self, older_than_days: float | None = None) -> tuple[int, int]:
-        """Remove entries (all, or those older than the given days); (count, bytes) freed."""
+        """Remove entries (all, or those older than the given days); (count, bytes) freed.
+
+        Clearing all also removes the checkpoints of interrupted training.
+        Temporaries are not entries: see `tidy`.
+        """
         now, count, freed = time.time(), 0, 0
         for entry in list(self.entries()):
             if older_than_days is None or now - entry.created > older_than_days * 86400:
                 freed += entry.size
                 count += 1
                 self._discard(entry.path)
-        if older_than_days is None:
-            # Interrupted-training checkpoints and leftovers of killed runs.
-            for extra in ("tmp", "checkpoints"):
-                if (self.root / extra).exists():
-                    shutil.rmtree(self.root / extra, ignore_errors=True)
+        checkpoints = self.root / "checkpoints"
+        if older_than_days is None and checkpoints.is_dir():
+            for folder in checkpoints.iterdir():
+                # A live process's staging folder is its own business.
+                if atomic.is_stale(folder) is not False:
+                    atomic.remove(folder)
         return count, freed
 
     def discard(self, stage: str, key: str) -> None:
@@ -205,13 +250,13 @@ class Cache:
 
     def _discard(self, folder: Path) -> None:
         # Rename first so that a reader never sees a half-deleted entry.
-        trash = self.root / "tmp" / f"trash-{os.getpid()}-{time.monotonic_ns()}"
+        trash = atomic.temporary_path(self.root / "tmp" / "trash")
         trash.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(folder, trash)
         except OSError:
             return
-        shutil.rmtree(trash, ignore_errors=True)
+        atomic.remove(trash)
 
 
 def verify(entry: Entry) -> str | None:

@@ -174,11 +174,15 @@ app.add_typer(cache_app, name="cache")
 @cache_app.command("ls")
 @user_errors
 def cache_ls(cache_dir: CacheDirOption = None) -> None:
-    """List cache entries: stage, key, spec, size and age."""
+    """List cache entries: stage, key, spec, size and age; and leftovers of killed runs."""
     import time
 
     cache = _cache(cache_dir)
     entries = list(cache.entries())
+    stale, stale_bytes = cache.stale_size()
+    if stale:
+        typer.echo(f"{stale} stale temporaries ({_size(stale_bytes)}) left by killed runs; "
+                   f"`mlpspec cache clear` removes them")
     if not entries:
         typer.echo(f"{cache.root}: empty")
         return
@@ -199,17 +203,23 @@ def cache_clear(
         "--older-than", metavar="DAYS", min=0, help="Only entries older than this many days.")] = None,
     cache_dir: CacheDirOption = None,
 ) -> None:
-    """Remove cache entries (all of them, or those older than --older-than DAYS)."""
+    """Remove cache entries (all of them, or those older than --older-than DAYS).
+
+    Temporaries left by killed runs are removed too; those of running ones are kept.
+    """
     cache = _cache(cache_dir)
     count, freed = cache.clear(older_than)
+    stale, stale_bytes = cache.tidy()
     typer.echo(f"removed {count} entries, {_size(freed)} from {cache.root}")
+    if stale:
+        typer.echo(f"removed {stale} stale temporaries, {_size(stale_bytes)}")
 
 
 @cache_app.command("explain")
 @user_errors
 def cache_explain(spec: SpecArg, set_: SetOption = None, cache_dir: CacheDirOption = None) -> None:
     """For every stage of SPEC: cache hit or miss and, on a miss, what changed."""
-    from mlpspec.pipeline import explain
+    from mlpspec.explain import explain
 
     for item in explain(_load(spec, set_), spec.parent, _cache(cache_dir)):
         line = f"{item.stage:<11}{'hit' if item.hit else 'miss':<5} {item.key[:12]}"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlpspec.data.prepare import one_hot
 from mlpspec.nn.layers import Network
+from mlpspec.scoring import output_loss
+from mlpspec.train import build_loss
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
@@ -34,15 +35,6 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: int)
     }
 
 
-def output_loss(loss, Z: np.ndarray, y: np.ndarray) -> float:
-    """Mean `loss` of outputs `Z (n, classes)` against labels `y (n,)`.
-
-    Every loss takes one-hot targets, so this works for each of them.
-    """
-    value, _ = loss(Z, one_hot(y, Z.shape[1], Z.dtype))
-    return float(value)
-
-
 def evaluate_run(spec, network: Network, data, history: list[dict], folder) -> dict:
     """The evaluate stage: metrics of both splits, and the pictures, into `folder`.
 
@@ -54,7 +46,6 @@ def evaluate_run(spec, network: Network, data, history: list[dict], folder) -> d
 
     from mlpspec import report
     from mlpspec.nn.losses import probabilities
-    from mlpspec.train import build_loss
 
     folder = Path(folder)
     loss = build_loss(spec)

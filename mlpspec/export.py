@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mlpspec import __version__, infer
+from mlpspec import __version__, atomic, infer
 from mlpspec.data.prepare import Scaling
 from mlpspec.nn.layers import Network
 from mlpspec.spec import model, render_spec
@@ -97,24 +96,12 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling,
 
 
 def write_model(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically: a temporary file in the same folder, then rename.
+    """Write `data` to `path` atomically (`mlpspec.atomic`).
 
     A crash at any moment leaves either the old file or the new one, never
     half of it.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_bytes(path, data)
 
 
 def plain(value: Any, path: str) -> Any:

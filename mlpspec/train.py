@@ -28,30 +28,18 @@ import attrs
 import numpy as np
 
 from mlpspec import rng
+from mlpspec.checkpoint import Checkpoint, EpochRecord
 from mlpspec.data.augment import Augmenter, is_active
 from mlpspec.data.prepare import Prepared
-from mlpspec.evaluate import output_loss
 from mlpspec.errors import TrainingError
 from mlpspec.nn.layers import Dropout, Network
 from mlpspec.nn.losses import LOSSES
 from mlpspec.nn.optim import make_optimizer
 from mlpspec.nn.regularize import add_l2_gradient, apply_max_norm, clip_grad_norm, decay_weights
 from mlpspec.nn.schedules import make_schedule
+from mlpspec.scoring import output_loss
 from mlpspec.spec import model
 from mlpspec.spec.schema import unstructure
-
-
-@attrs.frozen
-class EpochRecord:
-    """One row of the training history; validation figures are NaN without a validation set."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    val_loss: float
-    val_accuracy: float
-    learning_rate: float
-    seconds: float
 
 
 @attrs.frozen(eq=False)
@@ -102,32 +90,6 @@ def evaluate_split(network: Network, loss, X: np.ndarray, y: np.ndarray,
         return math.nan, math.nan
     Z = network.predict(X, batch_size)
     return output_loss(loss, Z, y), float(np.mean(Z.argmax(axis=1) == y))
-
-
-@attrs.define
-class Checkpoint:
-    """Everything the loop needs to continue after a finished epoch, bit for bit.
-
-    Arrays are copies (the live ones keep changing); generator states are the
-    `bit_generator.state` dicts of the shuffle and dropout generators (the
-    augmentation's generators are derived from the epoch number, so need no
-    state). `averaged` holds the running weight sums of `[train.averaging]`
-    (empty until its first epoch).
-    """
-
-    epoch: int
-    step: int
-    history: list[EpochRecord]
-    network: dict[str, np.ndarray]
-    optimizer: dict[str, np.ndarray]
-    shuffle_rng: dict
-    dropout_rngs: list[dict]
-    best_score: float
-    best_epoch: int
-    best_network: dict[str, np.ndarray] | None
-    waited: int
-    seconds: float
-    averaged: dict[str, np.ndarray] = attrs.Factory(dict)
 
 
 class Interrupted(Exception):

@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mlpspec.checkpoint import Checkpoint
 from mlpspec.data.augment import Augmenter, _bilinear, _gaussian_matrix, is_active
 from mlpspec.data.prepare import Prepared, Scaling, fit_scaling, one_hot
 from mlpspec.errors import SpecError
-from mlpspec.pipeline import Checkpoints, stage_keys
+from mlpspec.pipeline import stage_keys
 from mlpspec.spec import parse_spec
 from mlpspec.spec.model import AugmentSpec
 from mlpspec.train import Interrupted, fit
@@ -206,9 +207,8 @@ def test_interrupted_run_resumes_bit_for_bit_through_checkpoint_files(tmp_path, 
     with pytest.raises(Interrupted) as info:
         fit(spec(*overrides), data, on_step=interrupt)
     # Through the pipeline's files, as `mlpspec run` would after Ctrl-C.
-    files = Checkpoints(tmp_path / "checkpoint")
-    files.save(info.value.checkpoint)
-    resumed = fit(spec(*overrides), data, resume=files.load(spec(*overrides)))
+    info.value.checkpoint.save(tmp_path / "checkpoint")
+    resumed = fit(spec(*overrides), data, resume=Checkpoint.load(tmp_path / "checkpoint"))
     assert weights(resumed) == weights(reference)
 
 

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from mlpspec.cache import Cache
 from mlpspec.cli import app
 from mlpspec.errors import MlpspecError, RunInterrupted
-from mlpspec.pipeline import Pipeline, explain
+from mlpspec.explain import explain
+from mlpspec.pipeline import Pipeline
 from mlpspec.progress import Progress
 from mlpspec.spec import load_spec
 

@@ -2,16 +2,18 @@
 
 The cache holds *decompressed* payloads at
 `data_home()/datasets/<dataset>/<filename>`. A file is only ever moved into
-place (atomically, with `os.replace`) after its size and sha256 matched, so a
+place (atomically, `mlpspec.atomic`) after its size and sha256 matched, so a
 file in the cache is either verified or left over from tampering; it is
 verified again (size, then sha256) before each use and refetched if wrong.
+A download killed midway leaves a temporary named after its process, removed
+by the next fetch of the same file.
 
 Mirrors, in the order tried:
 
 1. `MLPSPEC_MIRRORS` (environment), separated by whitespace, ',' or ';'
    (not ':' or `os.pathsep`, which appear inside `file://` and Windows paths);
 2. `extra_mirrors` (from the spec);
-3. the dataset's defaults from `mlpspec.data.sources`.
+3. the dataset's defaults from `mlpspec.datasets`.
 
 A mirror is an `http(s)://` or `file://` base URL, or a plain directory path.
 Under each one `<filename>.gz` is tried, then `<filename>`; whether a
@@ -28,7 +30,6 @@ import hashlib
 import http.client
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,8 +37,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from mlpspec import atomic
 from mlpspec.data.idx import GZIP_MAGIC, Gunzip
-from mlpspec.data.sources import BuiltinDataset, RemoteFile, get_builtin
+from mlpspec.datasets import BuiltinDataset, RemoteFile, get_builtin
 from mlpspec.errors import DataError, DownloadError
 
 #: Read and hash in chunks of this many bytes.
@@ -185,13 +187,9 @@ def _download(location: str | Path, remote: RemoteFile, dest: Path, *, timeout: 
     Writes to a temporary file next to `dest` and moves it into place only
     when size and sha256 match; the temporary file never survives a failure.
     """
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{remote.filename}.", suffix=".part")
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, _open(location, timeout) as (stream, declared):
+        with atomic.writing(dest) as out, _open(location, timeout) as (stream, declared):
             _copy_verified(stream, out, declared, location, remote)
-        tmp.chmod(0o644)  # mkstemp makes it 0600; the cache is plain readable data
-        os.replace(tmp, dest)
     except _Failure:
         raise
     except DataError as exc:  # corrupt or oversized gzip stream
@@ -203,8 +201,6 @@ def _download(location: str | Path, remote: RemoteFile, dest: Path, *, timeout: 
         raise _Failure(location, _os_reason(exc.reason, timeout)) from exc
     except (OSError, http.client.HTTPException, ValueError) as exc:
         raise _Failure(location, _os_reason(exc, timeout)) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _copy_verified(

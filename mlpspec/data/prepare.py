@@ -2,6 +2,7 @@
 
     raw = load_raw(spec.data, base_dir)          # checked arrays as on disk
     data = prepare(raw, spec.data, seed, dtype)  # splits, scaling, targets
+    data.save(folder); Prepared.load(folder)     # the preprocess stage's cache entry
 
 Scaling statistics (`standardize`) are fitted on the training split only, after
 the validation samples were taken out of it, so no evaluation sample leaks
@@ -11,7 +12,7 @@ into training. The validation split is reproducible from the root seed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attrs
@@ -20,6 +21,7 @@ import numpy as np
 from mlpspec import rng
 from mlpspec.data.load import RawDataset, load_builtin, load_csv, load_idx, load_npz
 from mlpspec.errors import DataError
+from mlpspec.files import load_arrays, read_json, save_arrays, write_json
 from mlpspec.spec import model
 
 
@@ -79,6 +81,12 @@ class Prepared:
     `(n,)`; `t_train` are the training targets the loss sees: one-hot
     `(n, classes)` in the compute dtype, or the labels themselves.
     Validation arrays are empty (0 rows) when the spec takes no validation set.
+    `name` and `checksums` say which data they came from (for the model file).
+
+    Folder layout (`save`/`load`): `<split>.npy` for the six `x_*`/`y_*`
+    arrays, `scaling_offset.npy` and `scaling_scale.npy`, and `meta.json`
+    with the other fields (`one_hot`: whether `t_train` is the one-hot
+    encoding of `y_train`, rebuilt on load, or `y_train` itself).
     """
 
     x_train: np.ndarray
@@ -92,6 +100,42 @@ class Prepared:
     class_names: tuple[str, ...]
     sample_shape: tuple[int, ...]
     scaling: Scaling
+    name: str = "data"
+    checksums: Mapping[str, str] = attrs.Factory(dict)
+
+    def save(self, folder: Path) -> None:
+        """Write the splits and what describes them into `folder`."""
+        folder = Path(folder)
+        save_arrays(folder, {split: getattr(self, split) for split in _SPLITS})
+        save_arrays(folder, {"scaling_offset": self.scaling.offset,
+                             "scaling_scale": self.scaling.scale})
+        write_json(folder / "meta.json", {
+            "name": self.name, "classes": self.classes, "class_names": list(self.class_names),
+            "sample_shape": list(self.sample_shape), "scaling": self.scaling.kind,
+            "one_hot": self.t_train.ndim == 2, "checksums": dict(self.checksums)})
+
+    @classmethod
+    def load(cls, folder: Path, *, mmap: bool = False) -> Prepared:
+        """What `save` wrote to `folder`.
+
+        `mmap=True` maps the arrays read-only instead of reading them: cheap
+        when only the small fields (scaling, shapes, names) are wanted.
+        """
+        folder = Path(folder)
+        meta = read_json(folder / "meta.json")
+        mode = "r" if mmap else None
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
+                  for name in (*_SPLITS, "scaling_offset", "scaling_scale")}
+        targets = (one_hot(arrays["y_train"], meta["classes"], arrays["x_train"].dtype)
+                   if meta["one_hot"] else arrays["y_train"])
+        scaling = Scaling(meta["scaling"], np.array(arrays["scaling_offset"]),
+                          np.array(arrays["scaling_scale"]))  # small: copied, not mapped
+        return cls(arrays["x_train"], arrays["y_train"], targets, arrays["x_val"], arrays["y_val"],
+                   arrays["x_test"], arrays["y_test"], meta["classes"], tuple(meta["class_names"]),
+                   tuple(meta["sample_shape"]), scaling, meta["name"], meta["checksums"])
+
+
+_SPLITS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
 def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dtype) -> Prepared:
@@ -115,7 +159,7 @@ def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dt
     else:
         t_train = y_train
     return Prepared(x_train, y_train, t_train, x_val, y_val, x_test, y_test, raw.classes,
-                    raw.class_names, raw.sample_shape, scaling)
+                    raw.class_names, raw.sample_shape, scaling, raw.name, dict(raw.checksums))
 
 
 def split_validation(raw: RawDataset, validation: model.ValidationSpec, seed: int):

@@ -12,7 +12,7 @@ import math
 
 import attrs
 
-from mlpspec.data.sources import BUILTIN_DATASETS
+from mlpspec.datasets import BUILTIN_DATASETS
 from mlpspec.spec import model
 from mlpspec.spec.schema import Reporter
 
