@@ -313,10 +313,6 @@ class Pipeline:
             self._values["prepared"] = data
         return data
 
-    def scaling(self):
-        """The fitted input scaling, without reading the preprocessed arrays."""
-        return self.prepared(mapped=True).scaling
-
     def network(self):
         if "network" not in self._values:
             from mlpspec.train import build_network
