@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -104,7 +103,10 @@ class Cache:
         tmp_root = self.root / "tmp"
         try:
             tmp_root.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=tmp_root).close()
+            # Named as ours, so a concurrent `tidy` never takes it for a leftover.
+            probe = atomic.temporary_path(tmp_root / "probe")
+            probe.touch(exist_ok=False)
+            probe.unlink()
         except OSError as error:
             raise CacheError(f"{self.root}: cannot use the cache folder: "
                              f"{error.strerror or error}") from None

@@ -21,7 +21,7 @@ import numpy as np
 from mlpspec import rng
 from mlpspec.data.load import RawDataset, load_builtin, load_csv, load_idx, load_npz
 from mlpspec.errors import DataError
-from mlpspec.files import load_arrays, read_json, save_arrays, write_json
+from mlpspec.files import read_json, save_arrays, write_json
 from mlpspec.spec import model
 
 
