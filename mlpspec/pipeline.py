@@ -15,9 +15,9 @@ the next run of the same spec resumes from it and ends with the same weights,
 bit for bit, as an uninterrupted run.
 
 This module is the stage graph only: what each stage reads and consumes, and
-the driving. The types it stores save and load themselves (`Prepared`,
-`Checkpoint`); the run folder is `mlpspec.runs`, `cache explain` is
-`mlpspec.explain`.
+the driving. The types it stores save and load themselves (`RawDataset`,
+`Prepared`, `Checkpoint`); the run folder is `mlpspec.runs`, `cache explain`
+is `mlpspec.explain`.
 """
 
 from __future__ import annotations
@@ -197,26 +197,13 @@ class Pipeline:
         from mlpspec.data.prepare import load_raw
 
         raw = load_raw(self.spec.data, self.base_dir, log=self.progress.message)
-
-        def write(folder: Path):
-            save_arrays(folder, {"x_train": raw.x_train, "y_train": raw.y_train,
-                                 "x_test": raw.x_test, "y_test": raw.y_test})
-            write_json(folder / "meta.json", {"name": raw.name, "classes": raw.classes,
-                                              "class_names": list(raw.class_names),
-                                              "checksums": dict(raw.checksums)})
-
-        return "ran", write
+        return "ran", raw.save
 
     def _compute_preprocess(self):
         from mlpspec.data.load import RawDataset
         from mlpspec.data.prepare import prepare
 
-        entry = self._entries["load"]
-        meta = read_json(entry.file("meta.json"))
-        arrays = load_arrays(entry.path, ("x_train", "y_train", "x_test", "y_test"))
-        raw = RawDataset(meta["name"], arrays["x_train"], arrays["y_train"], arrays["x_test"],
-                         arrays["y_test"], meta["classes"], tuple(meta["class_names"]),
-                         meta["checksums"])
+        raw = RawDataset.load(self._entries["load"].path)
         data = prepare(raw, self.spec.data, self.spec.seed, self.spec.train.precision)
         _check_features(self.spec, data)
         self._values["prepared"] = data

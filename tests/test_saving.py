@@ -84,3 +84,18 @@ def test_a_damaged_checkpoint_loads_as_none_and_is_removed(tmp_path):
     assert Checkpoint.load(folder) is None
     assert not folder.exists()
     assert Checkpoint.load(folder) is None
+
+
+def test_raw_dataset_round_trips_and_keeps_the_load_entry_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    raw = RawDataset("t", rng.integers(0, 255, (5, 3, 2)).astype(np.uint8), np.arange(5) % 3,
+                     rng.integers(0, 255, (4, 3, 2)).astype(np.uint8), np.arange(4) % 3, 3,
+                     ("a", "b", "c"), {"train.npz": "cd" * 32})
+    raw.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "meta.json", "x_test.npy", "x_train.npy", "y_test.npy", "y_train.npy"]
+    loaded = RawDataset.load(tmp_path)
+    assert loaded.describe() == raw.describe()
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        assert np.array_equal(getattr(loaded, name), getattr(raw, name))
+        assert getattr(loaded, name).dtype == getattr(raw, name).dtype

@@ -33,6 +33,7 @@ from mlpspec.data.download import dataset_dir, fetch_file, mirror_order, read_ve
 from mlpspec.data.idx import GZIP_MAGIC, gunzip, read_idx
 from mlpspec.data.sources import get_builtin
 from mlpspec.errors import DataError
+from mlpspec.files import load_arrays, read_json, save_arrays, write_json
 
 
 @attrs.frozen(eq=False)
@@ -91,6 +92,24 @@ class RawDataset:
             },
             "checksums": dict(self.checksums),
         }
+
+    def save(self, folder: Path) -> None:
+        """Write the arrays (`<name>.npy`) and `meta.json` (the other fields) into `folder`."""
+        save_arrays(folder, {name: getattr(self, name) for name in _ARRAYS})
+        write_json(folder / "meta.json", {"name": self.name, "classes": self.classes,
+                                          "class_names": list(self.class_names),
+                                          "checksums": dict(self.checksums)})
+
+    @classmethod
+    def load(cls, folder: Path) -> RawDataset:
+        """What `save` wrote to `folder`."""
+        meta = read_json(folder / "meta.json")
+        arrays = load_arrays(folder, _ARRAYS)
+        return cls(meta["name"], arrays["x_train"], arrays["y_train"], arrays["x_test"],
+                   arrays["y_test"], meta["classes"], tuple(meta["class_names"]), meta["checksums"])
+
+
+_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def load_builtin(
