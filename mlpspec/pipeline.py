@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from mlpspec import compute
 from mlpspec.cache import Cache, Entry, file_sha256, stage_key
 from mlpspec.errors import MlpspecError, RunInterrupted
 from mlpspec.progress import Progress
@@ -82,7 +83,9 @@ def stage_reads(spec: model.Spec) -> dict[str, dict[str, Any]]:
                        "seed": spec.seed, "train": {"precision": spec.train.precision}},
         # Augmentation happens inside the training loop, on the prepared data.
         "train": {"network": table["network"], "train": table["train"], "seed": spec.seed,
-                  "data": {"augment": data["augment"]}},
+                  "data": {"augment": data["augment"]},
+                  # The BLAS build and thread count decide the last bits of the weights.
+                  "compute": compute.environment()},
         "evaluate": {"evaluate": table["evaluate"]},
         # The model file embeds the resolved spec as provenance.
         "export": {"spec": table},
@@ -262,7 +265,8 @@ class Pipeline:
             _write_json(folder / "result.json", {
                 "train_seconds": result.seconds, "best_epoch": result.best_epoch,
                 "stopped_early": result.stopped_early, "epochs_run": len(result.history),
-                "resumed_from_epoch": resume.epoch if resume else 0})
+                "resumed_from_epoch": resume.epoch if resume else 0,
+                "compute": compute.environment()})
 
         return ("resumed" if resume else "ran"), _then(write, checkpoints.clear)
 

@@ -7,7 +7,8 @@ Everything random draws from generators derived from the spec's seed
 masks (the layers' own, spawned from "init") and the distortions of the
 training images (`[data.augment]`; one generator per epoch, "augment/epoch-N",
 so a resumed run needs no augmentation state). The same spec and seed give
-bit-identical weights on the same machine.
+bit-identical weights on the same machine with the same BLAS thread count
+(`mlpspec.compute`).
 
 One step (`train_step`, the unit `fit` calls per batch): forward, loss,
 backward, then the regularisation the spec asks for (the tutorial's L2 in the
