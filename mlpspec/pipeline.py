@@ -31,7 +31,7 @@ from typing import Any
 
 import attrs
 
-from mlpspec import atomic, runs
+from mlpspec import atomic, compute, runs
 from mlpspec.cache import Cache, Entry, file_sha256, stage_key
 from mlpspec.errors import MlpspecError, RunInterrupted
 from mlpspec.files import jsonable, load_arrays, read_json, save_arrays, write_json
@@ -85,7 +85,9 @@ def stage_reads(spec: model.Spec) -> dict[str, dict[str, Any]]:
                        "seed": spec.seed, "train": {"precision": spec.train.precision}},
         # Augmentation happens inside the training loop, on the prepared data.
         "train": {"network": table["network"], "train": table["train"], "seed": spec.seed,
-                  "data": {"augment": data["augment"]}},
+                  "data": {"augment": data["augment"]},
+                  # The BLAS build and thread count decide the last bits of the weights.
+                  "compute": compute.environment()},
         "evaluate": {"evaluate": table["evaluate"]},
         # The model file embeds the resolved spec as provenance.
         "export": {"spec": table},
@@ -248,7 +250,8 @@ class Pipeline:
             write_json(folder / "result.json", {
                 "train_seconds": result.seconds, "best_epoch": result.best_epoch,
                 "stopped_early": result.stopped_early, "epochs_run": len(result.history),
-                "resumed_from_epoch": resume.epoch if resume else 0})
+                "resumed_from_epoch": resume.epoch if resume else 0,
+                "compute": compute.environment()})
 
         # The checkpoint goes only once the entry holding its result is stored.
         self._after_stored["train"] = lambda: atomic.remove(checkpoint_dir)

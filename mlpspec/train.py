@@ -7,11 +7,13 @@ Everything random draws from generators derived from the spec's seed
 masks (the layers' own, spawned from "init") and the distortions of the
 training images (`[data.augment]`; one generator per epoch, "augment/epoch-N",
 so a resumed run needs no augmentation state). The same spec and seed give
-bit-identical weights on the same machine.
+bit-identical weights on the same machine with the same BLAS thread count
+(`mlpspec.compute`).
 
-One step: forward, loss, backward, then the regularisation the spec asks for
-(the tutorial's L2 in the gradient, gradient clipping), the optimizer's update
-at the scheduled learning rate, decoupled weight decay and max-norm.
+One step (`train_step`, the unit `fit` calls per batch): forward, loss,
+backward, then the regularisation the spec asks for (the tutorial's L2 in the
+gradient, gradient clipping), the optimizer's update at the scheduled learning
+rate, decoupled weight decay and max-norm.
 
 Weight averaging (`[train.averaging]`) keeps a running sum of the weights at
 the end of each of the last epochs; the result is their mean. The sum is part
@@ -120,7 +122,6 @@ def fit(spec: model.Spec, data: Prepared, *,
     loss = build_loss(spec)
     optimizer = build_optimizer(spec)
     schedule = build_schedule(spec)
-    regularization = train.regularization
     shuffle = rng.generator(spec.seed, "shuffle")
     dropouts = [layer for layer in network.layers if isinstance(layer, Dropout)]
 
@@ -129,10 +130,7 @@ def fit(spec: model.Spec, data: Prepared, *,
     batch_size = min(train.batch_size, n)
     steps_per_epoch = math.ceil(n / batch_size)
     total_steps = train.epochs * steps_per_epoch
-    names = [name for name, _ in network.parameters()]
     params = [array for _, array in network.parameters()]
-    weight_names = {name for name, _ in network.weights()}
-    weights = [array for _, array in network.weights()]
     early = train.early_stopping
     watch_loss = early.metric == "loss"
     augmenter = _augmenter(spec, data)
@@ -162,30 +160,18 @@ def fit(spec: model.Spec, data: Prepared, *,
             if augmenter is not None:
                 X_epoch = augmenter(X_all, rng.generator(spec.seed, f"augment/epoch-{epoch}"))
             loss_sum, correct = 0.0, 0
-            lr = schedule.lr_at(step, total_steps, steps_per_epoch)
             for start in range(0, n, batch_size):
                 index = order[start:start + batch_size]
-                X, T = X_epoch[index], T_all[index]
-                Z, backprop = network.forward(X, training=True)
-                value, dZ = loss(Z, T)
-                if not math.isfinite(value):
-                    raise _diverged(epoch, step - (epoch - 1) * steps_per_epoch + 1, value, lr)
+                lr = schedule.lr_at(step, total_steps, steps_per_epoch)
+                try:
+                    value, Z = train_step(network=network, loss=loss, optimizer=optimizer,
+                                          regularization=train.regularization,
+                                          X=X_epoch[index], T=T_all[index], lr=lr)
+                except LossNotFinite as error:
+                    raise _diverged(epoch, step - (epoch - 1) * steps_per_epoch + 1,
+                                    error.value, lr) from None
                 loss_sum += value * len(index)
                 correct += int(np.count_nonzero(Z.argmax(axis=1) == y_all[index]))
-                _, grad_map = backprop(dZ)
-                grads = [grad_map[name] for name in names]
-                if regularization.l2:
-                    add_l2_gradient(weights=weights,
-                                    grads=[g for name, g in zip(names, grads) if name in weight_names],
-                                    l2=regularization.l2, batch_size=len(index))
-                if regularization.clip_norm:
-                    clip_grad_norm(grads, regularization.clip_norm)
-                lr = schedule.lr_at(step, total_steps, steps_per_epoch)
-                optimizer.step(params, grads, lr)
-                if regularization.weight_decay:
-                    decay_weights(weights, lr, regularization.weight_decay)
-                if regularization.max_norm:
-                    apply_max_norm(weights, regularization.max_norm)
                 step += 1
                 if on_step is not None:
                     seen = start + len(index)
@@ -227,6 +213,51 @@ def fit(spec: model.Spec, data: Prepared, *,
         network.load_state_dict({name: total / count for name, total in average.items()})
     return TrainResult(network, tuple(history), best_epoch, stopped_early,
                        time.perf_counter() - started)
+
+
+class LossNotFinite(TrainingError):
+    """A step's loss came out NaN or infinite; the step changed nothing."""
+
+    def __init__(self, value: float):
+        super().__init__(f"the loss became {value}")
+        self.value = value
+
+
+def train_step(*, network: Network, loss, optimizer, regularization: model.RegularizationSpec,
+               X: np.ndarray, T: np.ndarray, lr: float) -> tuple[float, np.ndarray]:
+    """One optimizer step on the batch `X (batch, inputs)` with targets `T (batch, ...)`.
+
+    In this order: forward, loss, backward; the tutorial's L2 on the dense
+    weights' gradients, `dW += (l2 / batch) W`; clipping of all gradients to
+    the global L2 norm `clip_norm`; the optimizer's update at `lr`; decoupled
+    weight decay `W -= lr * weight_decay * W`; max-norm (each unit's incoming
+    weight column rescaled to norm <= max_norm). A setting of 0 skips its part.
+
+    Returns the batch's mean loss (before the update) and the outputs
+    `Z (batch, classes)`, valid until the network's next training forward.
+    Raises `LossNotFinite` before touching any weight if the loss is NaN or
+    infinite. Every argument is keyword-only, so the pieces cannot be swapped.
+    """
+    Z, backprop = network.forward(X, training=True)
+    value, dZ = loss(Z, T)
+    if not math.isfinite(value):
+        raise LossNotFinite(value)
+    _, grad_of = backprop(dZ)
+    # Arrays and their gradients are paired by name here, in one place.
+    everything, dense = network.parameters(), network.weights()
+    params, grads = [p for _, p in everything], [grad_of[name] for name, _ in everything]
+    weights, weight_grads = [W for _, W in dense], [grad_of[name] for name, _ in dense]
+    if regularization.l2:
+        add_l2_gradient(weights=weights, grads=weight_grads, l2=regularization.l2,
+                        batch_size=len(X))
+    if regularization.clip_norm:
+        clip_grad_norm(grads=grads, max_norm=regularization.clip_norm)
+    optimizer.step(params, grads, lr)
+    if regularization.weight_decay:
+        decay_weights(weights=weights, lr=lr, weight_decay=regularization.weight_decay)
+    if regularization.max_norm:
+        apply_max_norm(weights=weights, max_norm=regularization.max_norm)
+    return value, Z
 
 
 def _augmenter(spec: model.Spec, data: Prepared) -> Augmenter | None:
