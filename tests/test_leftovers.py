@@ -129,6 +129,18 @@ def test_cache_clear_removes_stale_temporaries_and_keeps_live_ones(tmp_path):
     assert "stale temporaries" not in listing.output and "1 entries" in listing.output
 
 
+def test_leftovers_of_older_versions_in_the_cache_tmp_folder_are_stale(tmp_path):
+    """Before owners were recorded, a killed write left `tmp/<stage>-<random>/` (53 MB for MNIST)."""
+    root = tmp_path / "cache"
+    (root / "tmp" / "load-k2j3h4l5").mkdir(parents=True)
+    (root / "tmp" / "load-k2j3h4l5" / "x_train.npy").write_bytes(bytes(2048))
+    listing = CliRunner().invoke(app, ["cache", "ls", "--cache-dir", str(root)])
+    assert "1 stale temporaries (2.0 KB)" in listing.output
+    assert listing.output.strip().endswith("empty")
+    Cache(root).put("load", "a" * 64, lambda folder: None)
+    assert list((root / "tmp").iterdir()) == []
+
+
 # ------------------------------------------------------------ the run folder
 
 @pytest.fixture
