@@ -120,16 +120,8 @@ class Cache:
         return self.root / "checkpoints" / train_key
 
     def stale(self) -> list[Path]:
-        """Temporaries left in `tmp/` and `checkpoints/` by processes that are gone.
-
-        Names in `tmp/` that carry no owner (written by mlpspec versions
-        before owners were recorded) count as stale: `tmp/` is mlpspec's own.
-        """
-        found = atomic.stale(self.root / "checkpoints")
-        tmp_root = self.root / "tmp"
-        if tmp_root.is_dir():
-            found += [p for p in sorted(tmp_root.iterdir()) if atomic.is_stale(p) is not False]
-        return found
+        """Temporaries left in `tmp/` and `checkpoints/` by processes that are gone."""
+        return atomic.stale(self.root / "checkpoints") + self._stale_in_tmp()
 
     def stale_size(self) -> tuple[int, int]:
         """`(count, bytes)` of the stale temporaries."""
@@ -139,14 +131,19 @@ class Cache:
     def tidy(self) -> tuple[int, int]:
         """Remove stale temporaries (restoring a checkpoint a kill left set aside); (count, bytes)."""
         count, freed = atomic.tidy(self.root / "checkpoints")
-        tmp_root = self.root / "tmp"
-        if tmp_root.is_dir():
-            for path in sorted(tmp_root.iterdir()):
-                if atomic.is_stale(path) is not False:
-                    size = atomic.size_of(path)
-                    atomic.remove(path)
-                    count, freed = count + 1, freed + size
+        for path in self._stale_in_tmp():
+            size = atomic.size_of(path)
+            atomic.remove(path)
+            count, freed = count + 1, freed + size
         return count, freed
+
+    def _stale_in_tmp(self) -> list[Path]:
+        # Names that carry no owner (written by mlpspec versions before owners
+        # were recorded) count as stale too: `tmp/` is mlpspec's own.
+        tmp_root = self.root / "tmp"
+        if not tmp_root.is_dir():
+            return []
+        return [p for p in sorted(tmp_root.iterdir()) if atomic.is_stale(p) is not False]
 
     def peek(self, stage: str, key: str) -> Entry | None:
         """The entry if its manifest is present and readable, without hashing its files."""
