@@ -512,7 +512,6 @@ LAYER_OPS: dict[str, LayerOp] = {
     "dropout.v1": LayerOp(_identity),
     "batchnorm.v1": LayerOp(_batchnorm, params=("gamma", "beta"), state=("running_mean", "running_var")),
 }
-LAYER_TYPES = tuple(LAYER_OPS)
 
 
 # ---------------------------------------------------------------- the model
@@ -606,7 +605,7 @@ class Model:
             kind = _field(layer, "type", where, str)
             if kind not in LAYER_OPS:
                 raise ModelFormatError(f"{where}.type", f"unknown layer type {_show(kind)}; this reader "
-                                                        f"knows {', '.join(LAYER_TYPES)} (a newer "
+                                                        f"knows {', '.join(LAYER_OPS)} (a newer "
                                                         f"mlpspec may know more)")
             settings = _field(layer, "settings", where, dict)
             self.layers.append({"type": kind, "settings": settings})

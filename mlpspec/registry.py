@@ -61,7 +61,7 @@ class Entry:
         learning rate).
         """
         if type(settings) is not self.spec:
-            raise TypeError(f"{self.name}: expected a {self.spec.__name__}, got {type(settings).__name__}")
+            raise TypeError(f"{self.name}: expected settings of {self.spec}, got {type(settings).__name__}")
         keys = attrs.asdict(settings, recurse=False)
         for key, table in self.names.items():
             keys[key] = table[keys[key]].engine
@@ -170,7 +170,7 @@ def build(settings: Any, *args: Any) -> Any:
 # ---------------------------------------------------------------- from plain keys
 
 
-def settings(kind: str, name: str, keys: Mapping[str, Any] | None = None) -> Any:
+def from_keys(kind: str, name: str, keys: Mapping[str, Any] | None = None) -> Any:
     """The spec object of the registered `kind` `name` from plain `keys`, checked and
     with defaults filled in as in a spec file; ValueError naming the name and key."""
     table = KINDS[kind]
@@ -185,7 +185,7 @@ def settings(kind: str, name: str, keys: Mapping[str, Any] | None = None) -> Any
 
 def make(kind: str, name: str, keys: Mapping[str, Any] | None = None, *args: Any) -> Any:
     """The engine of `kind` `name` from plain keys: `make("optimizer", "adam.v1", {})`."""
-    return build(settings(kind, name, keys), *args)
+    return build(from_keys(kind, name, keys), *args)
 
 
 def make_layer(name: str, keys: Mapping[str, Any], n_in: int, rng: np.random.Generator,
