@@ -208,7 +208,9 @@ def test_every_engine_class_is_registered():
     engines = {entry.engine for table in registry.KINDS.values() for entry in table.values()}
     loss_classes = {obj for obj in vars(losses).values()
                     if isinstance(obj, type) and obj.__module__ == losses.__name__}
-    for engine in _subclasses(layers.Layer) | _subclasses(optim.Optimizer) | _subclasses(schedules.Schedule) | loss_classes:
+    classes = (_subclasses(layers.Layer) | _subclasses(optim.Optimizer) | _subclasses(schedules.Schedule)
+               | loss_classes)
+    for engine in classes:
         assert engine in engines, f"{engine.__name__} has no registry entry"
 
 

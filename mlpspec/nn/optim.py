@@ -5,8 +5,9 @@ arrays in `params` in place from the matching `grads` (same order, shapes and
 dtype) at this step's rate `lr` (from the schedule; the optimizer's own
 `learning_rate` is the base rate the schedule starts from, used when `lr` is
 not given). Constructors take exactly the keys of the optimizer's spec class;
-the names below are declared in `mlpspec.registry`. Its state (velocities, moments, step count) lives in the optimizer,
-allocated lazily on the first step with the params' dtype, and round-trips
+the names below are declared in `mlpspec.registry`. An optimizer's state
+(velocities, moments, step count) lives in the optimizer, allocated lazily
+on the first step with the params' dtype, and round-trips
 through `state_dict()` / `load_state_dict()` (plain `name -> ndarray`, names
 `"<slot>.<param index>"` plus `"t"` for Adam's step count).
 
