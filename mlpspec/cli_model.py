@@ -167,12 +167,15 @@ def _format_inspect(model) -> str:
         f"parameters   {model.parameter_count:,} ({model.dtype.name})",
         "layers",
     ]
+    from mlpspec.infer import LAYER_OPS
+
     n = model.inputs
     for i, layer in enumerate(model.layers):
         settings = ", ".join(f"{k}={v}" for k, v in layer["settings"].items())
-        if layer["type"] == "dense.v1":
-            shape = f"{n} -> {layer['settings']['units']}"
-            n = layer["settings"]["units"]
+        layer_op = LAYER_OPS[layer["type"]]  # the reader's table knows which layers resize
+        if layer_op.layout is not None:
+            width = layer_op.shapes(layer["settings"], n, "")[1]
+            shape, n = f"{n} -> {width}", width
         else:
             shape = f"{n}"
         lines.append(f"  {i:<3} {layer['type']:<14} {shape:<14} {settings}")

@@ -22,14 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from mlpspec import __version__, atomic, infer
+from mlpspec import __version__, atomic, infer, registry
 from mlpspec.data.prepare import Scaling
 from mlpspec.nn.layers import Network
 from mlpspec.spec import model, render_spec
 from mlpspec.spec.schema import unstructure
-
-#: loss name -> what `predict_proba` applies to the network's outputs.
-OUTPUTS = {"softmax_cross_entropy.v1": "softmax", "mse.v1": "identity"}
 
 
 def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling,
@@ -48,8 +45,9 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling,
     if len(layers) != len(network.layers):
         raise ValueError(f"the spec has {len(layers)} layers, the network {len(network.layers)}")
     for i, (declared, built) in enumerate(zip(layers, network.layers)):
-        if model.name_of(declared) != built.NAME:
-            raise ValueError(f"layer {i}: the spec says {model.name_of(declared)}, the network has {built.NAME}")
+        if type(built) is not registry.entry_of(declared).engine:
+            raise ValueError(f"layer {i}: the spec says {model.name_of(declared)}, the network has "
+                             f"{type(built).__name__}")
     if network.n_in != spec.network.inputs or math.prod(sample_shape) != network.n_in:
         raise ValueError(f"inputs disagree: spec {spec.network.inputs}, network {network.n_in}, "
                          f"sample shape {tuple(sample_shape)}")
@@ -68,7 +66,7 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling,
         "architecture": {
             "inputs": spec.network.inputs,
             "dtype": network.dtype.name,
-            "output": OUTPUTS[loss],
+            "output": registry.LOSSES[loss].output,  # what predict_proba applies to the outputs
             "loss": loss,
             "layers": [{"type": model.name_of(layer), "settings": unstructure(layer)}
                        for layer in layers],

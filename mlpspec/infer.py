@@ -31,7 +31,7 @@ import stat
 import sys
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 import numpy as np
@@ -432,11 +432,86 @@ def _batchnorm_op(scale: np.ndarray, shift: np.ndarray, in_place: bool) -> Op:
     return batchnorm
 
 
-#: layer type -> (trained parameters, state buffers); all other types have no tensors.
-_LAYER_TENSORS = {"dense.v1": (("W", "b"), ()),
-                  "batchnorm.v1": (("gamma", "beta"), ("running_mean", "running_var"))}
-_ACTIVATIONS = ("relu.v1", "leaky_relu.v1", "sigmoid.v1", "tanh.v1", "gelu.v1", "dropout.v1")
-LAYER_TYPES = ("dense.v1", "batchnorm.v1", *_ACTIVATIONS)
+# Each layer type's entry in LAYER_OPS: what it reads from the file and the ops it runs.
+# `build(settings, arrays, where, in_place)` returns `(op, small_op)`: the op for large
+# batches and the one for at most SMALL_BATCH samples (they differ only for dense), or
+# None for a layer that is the identity at inference. `where` names the settings for
+# errors; `in_place` says whether the incoming array is ours to overwrite.
+Ops = tuple[Op, Op]
+
+
+def _dense(settings: dict, arrays: dict[str, np.ndarray], where: str, in_place: bool) -> Ops:
+    W, b = arrays["W"], arrays["b"]
+    return _dense_op(W, b, small=False), _dense_op(W, b, small=True)
+
+
+def _dense_layout(settings: dict, n: int, where: str) -> tuple[dict[str, tuple[int, ...]], int]:
+    units = _count(settings, "units", where, 1)
+    return {"W": (n, units), "b": (units,)}, units
+
+
+def _batchnorm(settings: dict, arrays: dict[str, np.ndarray], where: str, in_place: bool) -> Ops:
+    epsilon = _number(settings, "epsilon", where)
+    if not epsilon > 0:
+        raise ModelFormatError(f"{where}.epsilon", f"expected a positive number, found {epsilon}")
+    # The trainer's inference statistics, computed the same way in the same dtype.
+    scale = arrays["gamma"] / np.sqrt(arrays["running_var"] + epsilon)
+    shift = arrays["beta"] - arrays["running_mean"] * scale
+    op = _batchnorm_op(scale, shift, in_place)
+    return op, op
+
+
+def _leaky_relu(settings: dict, arrays: dict[str, np.ndarray], where: str, in_place: bool) -> Ops:
+    op = _leaky_relu_op(_number(settings, "alpha", where), in_place)
+    return op, op
+
+
+def _activation(make: Callable[[bool], Op]) -> Callable[..., Ops]:
+    """The builder of a layer without settings or tensors, from `make(in_place) -> Op`."""
+    def build(settings: dict, arrays: dict[str, np.ndarray], where: str, in_place: bool) -> Ops:
+        op = make(in_place)
+        return op, op
+    return build
+
+
+def _identity(settings: dict, arrays: dict[str, np.ndarray], where: str, in_place: bool) -> None:
+    return None
+
+
+class LayerOp(NamedTuple):
+    """How this reader runs one layer type.
+
+    `params` are the trained tensors (counted in `parameter_count`), `state`
+    the other stored ones. By default each is `(n_in,)` and the layer keeps
+    the width `n_in`; otherwise `layout(settings, n_in, where)` gives
+    `(shapes of every tensor, output width)`, as for dense.
+    """
+
+    build: Callable[..., Ops | None]
+    params: tuple[str, ...] = ()
+    state: tuple[str, ...] = ()
+    layout: Callable[[dict, int, str], tuple[dict[str, tuple[int, ...]], int]] | None = None
+
+    def shapes(self, settings: dict, n: int, where: str) -> tuple[dict[str, tuple[int, ...]], int]:
+        """`(tensor name -> expected shape, output width)` for an input width `n`."""
+        if self.layout is not None:
+            return self.layout(settings, n, where)
+        return dict.fromkeys(self.params + self.state, (n,)), n
+
+
+#: layer type -> how to run it. This reader's own table (it imports nothing from
+#: mlpspec); `mlpspec.registry` refers to each entry and its tests check that both
+#: hold the same names.
+LAYER_OPS: dict[str, LayerOp] = {
+    "dense.v1": LayerOp(_dense, params=("W", "b"), layout=_dense_layout),
+    "relu.v1": LayerOp(_activation(_relu_op)),
+    "leaky_relu.v1": LayerOp(_leaky_relu),
+    "sigmoid.v1": LayerOp(_activation(_sigmoid_op)),
+    "tanh.v1": LayerOp(_activation(_tanh_op)),
+    "gelu.v1": LayerOp(_activation(_gelu_op)),
+    "dropout.v1": LayerOp(_identity),
+    "batchnorm.v1": LayerOp(_batchnorm, params=("gamma", "beta"), state=("running_mean", "running_var")),
+}
 
 
 # ---------------------------------------------------------------- the model
@@ -528,19 +603,15 @@ class Model:
             if not isinstance(layer, dict):
                 raise ModelFormatError(where, f"expected a map with type and settings, found {_kind(layer)}")
             kind = _field(layer, "type", where, str)
-            if kind not in LAYER_TYPES:
+            if kind not in LAYER_OPS:
                 raise ModelFormatError(f"{where}.type", f"unknown layer type {_show(kind)}; this reader "
-                                                        f"knows {', '.join(LAYER_TYPES)} (a newer "
+                                                        f"knows {', '.join(LAYER_OPS)} (a newer "
                                                         f"mlpspec may know more)")
             settings = _field(layer, "settings", where, dict)
             self.layers.append({"type": kind, "settings": settings})
             where = f"{where}.settings"
-            params, state = _LAYER_TENSORS.get(kind, ((), ()))
-            if kind == "dense.v1":
-                units = _count(settings, "units", where, 1)
-                shapes = {"W": (n, units), "b": (units,)}
-            else:
-                shapes = dict.fromkeys(params + state, (n,))
+            layer_op = LAYER_OPS[kind]
+            shapes, outputs = layer_op.shapes(settings, n, where)
             arrays = {}
             for key, shape in shapes.items():
                 name = f"layers.{i}.{key}"
@@ -554,31 +625,15 @@ class Model:
                                                                         f"architecture's dtype), found "
                                                                         f"{array.dtype.name}")
                 arrays[key] = self.tensors[name] = array
-            self.parameter_count += sum(arrays[key].size for key in params)
+            self.parameter_count += sum(arrays[key].size for key in layer_op.params)
+            n = outputs
 
-            if kind == "dense.v1":
-                op = _dense_op(arrays["W"], arrays["b"], small=False)
-                self._small_ops.append(_dense_op(arrays["W"], arrays["b"], small=True))
-                n, fresh = units, True
-            elif kind == "batchnorm.v1":
-                epsilon = _number(settings, "epsilon", where)
-                if not epsilon > 0:
-                    raise ModelFormatError(f"{where}.epsilon", f"expected a positive number, found {epsilon}")
-                # The trainer's inference statistics, computed the same way in the same dtype.
-                scale = arrays["gamma"] / np.sqrt(arrays["running_var"] + epsilon)
-                shift = arrays["beta"] - arrays["running_mean"] * scale
-                op, fresh = _batchnorm_op(scale, shift, fresh), True
-            elif kind == "leaky_relu.v1":
-                op, fresh = _leaky_relu_op(_number(settings, "alpha", where), fresh), True
-            elif kind == "dropout.v1":
-                continue  # the identity at inference
-            else:
-                op = {"relu.v1": _relu_op, "sigmoid.v1": _sigmoid_op, "tanh.v1": _tanh_op,
-                      "gelu.v1": _gelu_op}[kind](fresh)
-                fresh = True
-            if kind != "dense.v1":
-                self._small_ops.append(op)
-            self._ops.append(op)
+            ops = layer_op.build(settings, arrays, where, fresh)
+            if ops is None:
+                continue  # the identity at inference (dropout)
+            self._ops.append(ops[0])
+            self._small_ops.append(ops[1])
+            fresh = True  # every op returns a new array or the one it was allowed to overwrite
         self.outputs: int = n
 
         # Scaling in the compute dtype, as the trainer's `Scaling.apply` does it.

@@ -8,16 +8,19 @@ in the metadata as `mlpspec.scaling`), and returns float32 `logits`
 `(N, classes)` plus, for a softmax model, `probabilities` (Softmax on axis 1).
 A float64 model is exported in float32.
 
-Layer mapping: dense.v1 -> Gemm, relu.v1 -> Relu, leaky_relu.v1 ->
-LeakyRelu, sigmoid.v1 -> Sigmoid, tanh.v1 -> Tanh, gelu.v1 -> Gelu with
+Each layer becomes nodes through the builder its `mlpspec.registry` entry
+names (the functions below): dense -> Gemm, relu -> Relu, leaky_relu ->
+LeakyRelu, sigmoid -> Sigmoid, tanh -> Tanh, gelu -> Gelu with
 approximate="tanh" (opset 20; the trainer's GELU is the tanh approximation),
-batchnorm.v1 -> BatchNormalization in inference mode, dropout.v1 -> nothing
-(the identity at inference).
+batchnorm -> BatchNormalization in inference mode, dropout -> nothing (the
+identity at inference).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +28,58 @@ from mlpspec import __version__
 from mlpspec.infer import Model
 
 OPSET = 20  # the first opset with Gelu
+
+
+class LayerNodes:
+    """What one layer's node builder works with: its settings, and adders for its
+    constants and nodes, named after the layer (`layers.3.W`, `layers.3.gelu`)."""
+
+    def __init__(self, index: int, layer: dict[str, Any], model: Model,
+                 constant: Callable[[str, np.ndarray], str], node: Callable[..., str]):
+        self.index, self.settings = index, layer["settings"]
+        self.name = f"layers.{index}.{layer['type'].split('.')[0]}"
+        self._model, self._constant, self._node = model, constant, node
+
+    def tensor(self, key: str) -> str:
+        """The layer's stored tensor `key` as an initializer; returns its name."""
+        name = f"layers.{self.index}.{key}"
+        return self._constant(name, self._model.tensors[name])
+
+    def node(self, op: str, inputs: list[str], **attributes) -> str:
+        """Add the layer's node; returns the name of its output."""
+        return self._node(op, inputs, self.name, **attributes)
+
+
+# Node builders, `(layer, X) -> name of the output`, referenced by mlpspec.registry.
+
+def gemm(layer: LayerNodes, X: str) -> str:
+    return layer.node("Gemm", [X, layer.tensor("W"), layer.tensor("b")])
+
+
+def batch_normalization(layer: LayerNodes, X: str) -> str:
+    statistics = [layer.tensor(key) for key in ("gamma", "beta", "running_mean", "running_var")]
+    return layer.node("BatchNormalization", [X, *statistics], epsilon=float(layer.settings["epsilon"]))
+
+
+def leaky_relu(layer: LayerNodes, X: str) -> str:
+    return layer.node("LeakyRelu", [X], alpha=float(layer.settings["alpha"]))
+
+
+def gelu(layer: LayerNodes, X: str) -> str:
+    return layer.node("Gelu", [X], approximate="tanh")
+
+
+def _unary(op: str) -> Callable[[LayerNodes, str], str]:
+    def build(layer: LayerNodes, X: str) -> str:
+        return layer.node(op, [X])
+    return build
+
+
+relu, sigmoid, tanh = _unary("Relu"), _unary("Sigmoid"), _unary("Tanh")
+
+
+def identity(layer: LayerNodes, X: str) -> str:
+    return X
 
 
 def to_onnx(model: Model) -> bytes:
@@ -43,29 +98,13 @@ def to_onnx(model: Model) -> bytes:
         nodes.append(helper.make_node(op, inputs, [name], name=name, **attributes))
         return name
 
+    from mlpspec.registry import LAYERS  # the registry refers to this module's builders
+
     for i, layer in enumerate(model.layers):
-        kind, settings = layer["type"], layer["settings"]
-        tensor = lambda key: model.tensors[f"layers.{i}.{key}"]  # noqa: E731
-        name = f"layers.{i}.{kind.split('.')[0]}"
-        if kind == "dense.v1":
-            current = node("Gemm", [current, constant(f"layers.{i}.W", tensor("W")),
-                                    constant(f"layers.{i}.b", tensor("b"))], name)
-        elif kind == "batchnorm.v1":
-            inputs = [constant(f"layers.{i}.{key}", tensor(key))
-                      for key in ("gamma", "beta", "running_mean", "running_var")]
-            current = node("BatchNormalization", [current, *inputs], name,
-                           epsilon=float(settings["epsilon"]))
-        elif kind == "leaky_relu.v1":
-            current = node("LeakyRelu", [current], name, alpha=float(settings["alpha"]))
-        elif kind == "gelu.v1":
-            current = node("Gelu", [current], name, approximate="tanh")
-        elif kind in ("relu.v1", "sigmoid.v1", "tanh.v1"):
-            current = node({"relu.v1": "Relu", "sigmoid.v1": "Sigmoid", "tanh.v1": "Tanh"}[kind],
-                           [current], name)
-        elif kind == "dropout.v1":
-            continue
-        else:  # the reader accepts only the types above
-            raise ValueError(f"layer {i}: no ONNX mapping for {kind}")
+        entry = LAYERS.get(layer["type"])
+        if entry is None:  # the reader knows a type this mlpspec does not
+            raise ValueError(f"layer {i}: no ONNX mapping for {layer['type']}")
+        current = entry.onnx(LayerNodes(i, layer, model, constant, node), current)
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", model.outputs])]
     node("Identity", [current], "logits")
     if model.output == "softmax":

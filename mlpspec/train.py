@@ -29,19 +29,17 @@ from collections.abc import Callable, Sequence
 import attrs
 import numpy as np
 
-from mlpspec import rng
+from mlpspec import registry, rng
 from mlpspec.checkpoint import Checkpoint, EpochRecord
 from mlpspec.data.augment import Augmenter, is_active
 from mlpspec.data.prepare import Prepared
 from mlpspec.errors import TrainingError
 from mlpspec.nn.layers import Dropout, Network
-from mlpspec.nn.losses import LOSSES
-from mlpspec.nn.optim import make_optimizer
+from mlpspec.nn.optim import Optimizer
 from mlpspec.nn.regularize import add_l2_gradient, apply_max_norm, clip_grad_norm, decay_weights
-from mlpspec.nn.schedules import make_schedule
+from mlpspec.nn.schedules import Schedule
 from mlpspec.scoring import output_loss
 from mlpspec.spec import model
-from mlpspec.spec.schema import unstructure
 
 
 @attrs.frozen(eq=False)
@@ -55,34 +53,26 @@ class TrainResult:
     seconds: float
 
 
+# The engines, each built by its registry entry from exactly its spec keys.
+
 def build_network(spec: model.Spec) -> Network:
     """The spec's network with freshly initialised weights."""
-    layers = [(model.name_of(layer), unstructure(layer)) for layer in spec.network.layers]
+    layers = [registry.build(layer) for layer in spec.network.layers]
     return Network.build(layers, spec.network.inputs, rng.generator(spec.seed, "init"),
                          np.dtype(spec.train.precision))
 
 
 def build_loss(spec: model.Spec):
-    loss = spec.train.loss
-    return LOSSES[model.name_of(loss)](**unstructure(loss))
+    return registry.build(spec.train.loss)
 
 
-def build_schedule(spec: model.Spec):
-    """The learning-rate schedule; one-cycle peaks at the optimizer's learning rate."""
-    schedule = spec.train.schedule
-    params = unstructure(schedule)
-    warmup = params.pop("warmup_epochs", 0.0)
-    base_lr = spec.train.optimizer.learning_rate
-    if isinstance(schedule, model.OneCycleSchedule):
-        params["max_lr"] = base_lr
-    return make_schedule(model.name_of(schedule), params, base_lr, warmup)
+def build_schedule(spec: model.Spec) -> Schedule:
+    """The learning-rate schedule, starting from (one-cycle: peaking at) the optimizer's rate."""
+    return registry.build(spec.train.schedule, spec.train.optimizer.learning_rate)
 
 
-def build_optimizer(spec: model.Spec):
-    optimizer = spec.train.optimizer
-    params = unstructure(optimizer)
-    params.pop("learning_rate")
-    return make_optimizer(model.name_of(optimizer), params)
+def build_optimizer(spec: model.Spec) -> Optimizer:
+    return registry.build(spec.train.optimizer)
 
 
 def evaluate_split(network: Network, loss, X: np.ndarray, y: np.ndarray,

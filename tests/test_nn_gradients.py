@@ -1,12 +1,22 @@
-"""Central-difference gradient checks, in float64, for every layer and loss."""
+"""Central-difference gradient checks, in float64, for every layer and loss.
+
+`test_every_registered_layer` and `test_every_registered_loss` walk
+`mlpspec.registry`, so a newly registered layer or loss is checked without
+being listed here; the other tests add settings and edge cases.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mlpspec.nn.layers import LAYERS, Network, make_layer
-from mlpspec.nn.losses import LOSSES
+from mlpspec import registry
+from mlpspec.registry import make_layer, make_network
+
+
+def loss_named(name, **keys):
+    return registry.make("loss", name, keys)
+
 
 F64 = np.float64
 H = 1e-6
@@ -39,17 +49,28 @@ def away_from_zero(rng, shape, margin=0.1):
     return X
 
 
-def check_layer(layer, X, forward_kwargs=None, rtol=1e-6):
-    """Compare backprop with numeric gradients of sum(Y * R) wrt X and every param."""
+def check_layer(layer, X, forward_kwargs=None, rtol=1e-6, replay=None):
+    """Compare backprop with numeric gradients of sum(Y * R) wrt X and every param.
+
+    `replay`, a generator the layer draws from (dropout's), is reset before
+    every forward so each one draws the same numbers.
+    """
     forward_kwargs = forward_kwargs or {}
     rng = np.random.default_rng(1)
-    Y, backprop = layer.forward(X, training=True, **forward_kwargs)
+    saved = replay.bit_generator.state if replay is not None else None
+
+    def forward():
+        if replay is not None:
+            replay.bit_generator.state = saved
+        return layer.forward(X, training=True, **forward_kwargs)
+
+    Y, backprop = forward()
     R = rng.standard_normal(Y.shape)  # random projection: checks every output, not just their sum
     dX, grads = backprop(R.copy())
     dX, grads = dX.copy(), {k: g.copy() for k, g in grads.items()}
 
     def objective():
-        return float(np.sum(layer.forward(X, training=True, **forward_kwargs)[0] * R))
+        return float(np.sum(forward()[0] * R))
 
     assert relative_error(dX, numeric_gradient(objective, X)) < rtol
     assert set(grads) == set(layer.params)
@@ -108,10 +129,26 @@ def test_batchnorm_training_mode(n_samples):
     check_layer(layer, X)
 
 
-def test_every_registered_layer_is_checked():
-    assert set(LAYERS) == {
-        "dense.v1", "relu.v1", "leaky_relu.v1", "sigmoid.v1", "tanh.v1", "gelu.v1", "dropout.v1", "batchnorm.v1",
-    }  # fmt: skip
+#: Values for the keys a layer's spec requires (it has no default for them).
+REQUIRED_KEYS = {"dense.v1": {"units": 4}, "dropout.v1": {"rate": 0.4}}
+
+
+@pytest.mark.parametrize("name", list(registry.LAYERS))
+def test_every_registered_layer(name):
+    """Each registered layer with its spec defaults, parameters moved off their initial values."""
+    rng = np.random.default_rng(0)
+    layer = make_layer(name, REQUIRED_KEYS.get(name, {}), 5, rng, F64)
+    for param in layer.params.values():
+        param += rng.normal(0.0, 0.5, param.shape)  # e.g. a non-zero bias, gamma != 1
+    check_layer(layer, away_from_zero(rng, (6, 5)), replay=vars(layer).get("rng"))
+
+
+@pytest.mark.parametrize("name", list(registry.LOSSES))
+def test_every_registered_loss(name):
+    """Each registered loss with its spec defaults, on one-hot targets (every loss takes them)."""
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((6, 4)) * 3
+    check_loss(loss_named(name), Z, np.eye(4)[rng.integers(0, 4, 6)])
 
 
 def check_loss(loss, Z, T, rtol=1e-6):
@@ -129,7 +166,7 @@ def test_softmax_cross_entropy(label_smoothing, one_hot):
     Z = rng.standard_normal((6, 4)) * 3
     labels = rng.integers(0, 4, 6)
     T = np.eye(4)[labels] if one_hot else labels
-    check_loss(LOSSES["softmax_cross_entropy.v1"](label_smoothing=label_smoothing), Z, T)
+    check_loss(loss_named("softmax_cross_entropy.v1", label_smoothing=label_smoothing), Z, T)
 
 
 def test_cross_entropy_labels_and_one_hot_agree_and_value_by_hand():
@@ -137,7 +174,7 @@ def test_cross_entropy_labels_and_one_hot_agree_and_value_by_hand():
     Z = rng.standard_normal((5, 3))
     labels = rng.integers(0, 3, 5)
     eps = 0.2
-    loss = LOSSES["softmax_cross_entropy.v1"](label_smoothing=eps)
+    loss = loss_named("softmax_cross_entropy.v1", label_smoothing=eps)
     v1, d1 = loss(Z, labels)
     v1, d1 = v1, d1.copy()
     v2, d2 = loss(Z, np.eye(3)[labels])
@@ -149,7 +186,7 @@ def test_cross_entropy_labels_and_one_hot_agree_and_value_by_hand():
 
 
 def test_cross_entropy_is_stable_for_huge_logits():
-    loss = LOSSES["softmax_cross_entropy.v1"]()
+    loss = loss_named("softmax_cross_entropy.v1")
     Z = np.array([[1000.0, 0.0, -1000.0], [-1000.0, 1000.0, 0.0]])
     value, dZ = loss(Z, np.array([0, 2]))
     assert np.isfinite(value) and np.all(np.isfinite(dZ))
@@ -160,14 +197,14 @@ def test_mse():
     rng = np.random.default_rng(0)
     Z = rng.standard_normal((6, 4))
     T = np.eye(4)[rng.integers(0, 4, 6)]
-    check_loss(LOSSES["mse.v1"](), Z, T)
-    value, _ = LOSSES["mse.v1"]()(np.array([[1.0, 2.0], [0.0, 0.0]]), np.array([[0.0, 1.0], [1.0, 0.0]]))
+    check_loss(loss_named("mse.v1"), Z, T)
+    value, _ = loss_named("mse.v1")(np.array([[1.0, 2.0], [0.0, 0.0]]), np.array([[0.0, 1.0], [1.0, 0.0]]))
     assert value == pytest.approx((0.5 * (1 + 1) + 0.5 * 1) / 2)
 
 
 def test_mse_rejects_labels():
-    with pytest.raises(ValueError, match="mse.v1"):
-        LOSSES["mse.v1"]()(np.zeros((3, 2)), np.array([0, 1, 1]))
+    with pytest.raises(ValueError, match="MeanSquaredError: targets"):
+        loss_named("mse.v1")(np.zeros((3, 2)), np.array([0, 1, 1]))
 
 
 def test_whole_network_and_loss_end_to_end():
@@ -180,10 +217,10 @@ def test_whole_network_and_loss_end_to_end():
         ("gelu.v1", {}),
         ("dense.v1", {"units": 3}),
     ]
-    net = Network.build(specs, 3, rng, F64)
+    net = make_network(specs, 3, rng, F64)
     X = rng.standard_normal((7, 3))
     labels = rng.integers(0, 3, 7)
-    loss = LOSSES["softmax_cross_entropy.v1"](label_smoothing=0.05)
+    loss = loss_named("softmax_cross_entropy.v1", label_smoothing=0.05)
 
     def objective():
         return loss(net.forward(X, training=True)[0], labels)[0]

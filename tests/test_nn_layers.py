@@ -6,10 +6,18 @@ import numpy as np
 import pytest
 
 from mlpspec.errors import MlpspecError, TrainingError
-from mlpspec.nn.init import INITIALIZERS
-from mlpspec.nn.layers import LAYERS, Network, make_layer
-from mlpspec.nn.losses import LOSSES, probabilities
-from mlpspec.nn.optim import OPTIMIZERS
+from mlpspec import registry
+from mlpspec.nn.losses import probabilities
+from mlpspec.registry import make_layer, make_network
+
+
+def loss_named(name, **keys):
+    return registry.make("loss", name, keys)
+
+
+def optimizer_named(name, **keys):
+    return registry.make("optimizer", name, keys)
+
 
 ALL_LAYERS = [
     ("dense.v1", {"units": 3}),
@@ -33,7 +41,7 @@ def mixed_net(rng, dtype=np.float32):
         ("gelu.v1", {}),
         ("dense.v1", {"units": 3}),
     ]
-    return Network.build(specs, 5, rng, dtype)
+    return make_network(specs, 5, rng, dtype)
 
 
 @pytest.mark.parametrize("type_name, params", ALL_LAYERS)
@@ -62,14 +70,14 @@ def test_float32_network_step_stays_float32():
     Z, backprop = net.forward(X, training=True)
     assert Z.dtype == np.float32
     for loss, T in [
-        (LOSSES["softmax_cross_entropy.v1"](label_smoothing=0.1), rng.integers(0, 3, 10)),
-        (LOSSES["mse.v1"](), np.eye(3)[rng.integers(0, 3, 10)]),  # float64 one-hot
+        (loss_named("softmax_cross_entropy.v1", label_smoothing=0.1), rng.integers(0, 3, 10)),
+        (loss_named("mse.v1"), np.eye(3)[rng.integers(0, 3, 10)]),  # float64 one-hot
     ]:
         _, dZ = loss(Z, T)
         assert dZ.dtype == np.float32
     dX, grads = backprop(dZ, need_dX=True)
     assert dX.dtype == np.float32 and all(g.dtype == np.float32 for g in grads.values())
-    optimizer = OPTIMIZERS["adamw.v1"]()
+    optimizer = optimizer_named("adamw.v1")
     params = [p for _, p in net.parameters()]
     optimizer.step(params, [grads[name] for name, _ in net.parameters()], 0.01)
     assert all(p.dtype == np.float32 for p in params)
@@ -79,7 +87,7 @@ def test_float32_network_step_stays_float32():
 
 def test_first_trained_layer_skips_dX():
     rng = np.random.default_rng(0)
-    net = Network.build([("dense.v1", {"units": 4}), ("relu.v1", {}), ("dense.v1", {"units": 2})], 3, rng)
+    net = make_network([("dense.v1", {"units": 4}), ("relu.v1", {}), ("dense.v1", {"units": 2})], 3, rng)
     Z, backprop = net.forward(rng.standard_normal((5, 3)).astype(np.float32), training=True)
     dX, grads = backprop(np.ones_like(Z))
     assert dX is None and set(grads) == {"layers.0.W", "layers.0.b", "layers.2.W", "layers.2.b"}
@@ -189,15 +197,15 @@ def test_load_state_dict_names_the_mismatch():
 
 def test_tiny_batch_overfits_with_adam():
     rng = np.random.default_rng(0)
-    net = Network.build(
+    net = make_network(
         [("dense.v1", {"units": 32}), ("relu.v1", {}), ("dense.v1", {"units": 32}), ("tanh.v1", {}),
          ("dense.v1", {"units": 4})],
         6, rng,
     )  # fmt: skip
     X = rng.standard_normal((8, 6)).astype(np.float32)
     labels = rng.integers(0, 4, 8)
-    loss = LOSSES["softmax_cross_entropy.v1"]()
-    optimizer = OPTIMIZERS["adam.v1"]()
+    loss = loss_named("softmax_cross_entropy.v1")
+    optimizer = optimizer_named("adam.v1")
     names = [name for name, _ in net.parameters()]
     params = [p for _, p in net.parameters()]
     for _ in range(300):
@@ -215,12 +223,12 @@ def train_a_few_steps(seed):
     data = np.random.default_rng(1)
     X = data.standard_normal((16, 5)).astype(np.float32)
     labels = data.integers(0, 3, 16)
-    optimizer = OPTIMIZERS["momentum.v1"]()
+    optimizer = optimizer_named("momentum.v1")
     names = [name for name, _ in net.parameters()]
     params = [p for _, p in net.parameters()]
     for _ in range(5):
         Z, backprop = net.forward(X, training=True)
-        _, dZ = LOSSES["softmax_cross_entropy.v1"]()(Z, labels)
+        _, dZ = loss_named("softmax_cross_entropy.v1")(Z, labels)
         _, grads = backprop(dZ)
         optimizer.step(params, [grads[n] for n in names], 0.1)
     return net.state_dict()
@@ -232,10 +240,10 @@ def test_identical_seeds_give_bit_identical_results():
     assert not np.array_equal(a["layers.0.W"], c["layers.0.W"])
 
 
-@pytest.mark.parametrize("init", list(INITIALIZERS))
+@pytest.mark.parametrize("init", list(registry.INITIALIZERS))
 def test_initializer_scales(init):
     rng = np.random.default_rng(0)
-    W = INITIALIZERS[init](rng, 400, 200, np.float32, 0.01)
+    W = registry.INITIALIZERS[init].engine(rng, 400, 200, np.float32, 0.01)
     assert W.shape == (400, 200) and W.dtype == np.float32
     expected_std = {
         "normal": 0.01,
@@ -256,6 +264,6 @@ def test_bad_layer_specs_name_the_layer():
         make_layer("dense.v1", {"units": 3, "activation": "relu"}, 3, rng, np.float32)
     with pytest.raises(ValueError, match="dropout.v1.*rate"):
         make_layer("dropout.v1", {"rate": 1.0}, 3, rng, np.float32)
-    with pytest.raises(ValueError, match="dense.v1.*expected input"):
+    with pytest.raises(ValueError, match="Dense: expected input"):
         make_layer("dense.v1", {"units": 3}, 3, rng, np.float32).forward(np.ones((2, 4)), training=False)
-    assert set(LAYERS) == {name for name, _ in ALL_LAYERS}
+    assert set(registry.LAYERS) == {name for name, _ in ALL_LAYERS}

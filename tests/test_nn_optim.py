@@ -7,14 +7,19 @@ import math
 import numpy as np
 import pytest
 
-from mlpspec.nn.optim import OPTIMIZERS, make_optimizer
+from mlpspec import registry
 from mlpspec.nn.regularize import add_l2_gradient, apply_max_norm, clip_grad_norm, decay_weights, l2_penalty
-from mlpspec.nn.schedules import SCHEDULES, make_schedule
+
+OPTIMIZERS = registry.OPTIMIZERS
+
+
+def make_optimizer(name, keys=None):
+    return registry.make("optimizer", name, keys)
 
 
 def run(name, kwargs, grads_per_step, lr, p0=1.0):
     """Apply the optimizer to a one-element parameter; return p after each step."""
-    optimizer = OPTIMIZERS[name](**kwargs)
+    optimizer = make_optimizer(name, kwargs)
     p = np.array([p0])
     history = []
     for g in grads_per_step:
@@ -65,7 +70,7 @@ def test_state_dict_round_trip_resumes_identically(name):
     rng = np.random.default_rng(0)
     grads = [[rng.standard_normal((3, 2)), rng.standard_normal(2)] for _ in range(4)]
     params_a = [np.ones((3, 2)), np.zeros(2)]
-    a = OPTIMIZERS[name]()
+    a = make_optimizer(name)
     for g in grads[:2]:
         a.step(params_a, g, 0.1)
     saved = a.state_dict()
@@ -87,7 +92,7 @@ def test_large_params_updated_in_blocks_match_scalar_updates(name):
     rng = np.random.default_rng(0)
     grads = rng.standard_normal((2, 400, 350))
     p = np.full((400, 350), 1.0)
-    optimizer = OPTIMIZERS[name]()
+    optimizer = make_optimizer(name)
     for g in grads:
         optimizer.step([p], [g], 0.1)
     for index in [(0, 0), (187, 87), (374, 174), (399, 349)]:  # in blocks 0, 1, 2, 2
@@ -96,7 +101,7 @@ def test_large_params_updated_in_blocks_match_scalar_updates(name):
 
 
 def test_state_is_allocated_in_the_params_dtype():
-    optimizer = OPTIMIZERS["adam.v1"]()
+    optimizer = make_optimizer("adam.v1")
     p = np.ones(3, np.float32)
     optimizer.step([p], [np.ones(3, np.float32)], 0.1)
     assert p.dtype == np.float32
@@ -106,7 +111,7 @@ def test_state_is_allocated_in_the_params_dtype():
 def test_loaded_state_with_wrong_shapes_is_rejected():
     from mlpspec.errors import MlpspecError
 
-    optimizer = OPTIMIZERS["momentum.v1"]()
+    optimizer = make_optimizer("momentum.v1")
     optimizer.load_state_dict({"velocity.0": np.zeros(4)})
     with pytest.raises(MlpspecError, match="velocity"):
         optimizer.step([np.zeros(3)], [np.zeros(3)], 0.1)
@@ -144,7 +149,9 @@ def test_clip_grad_norm_by_global_norm():
 
 
 def lr(name, kwargs, step, total=100, per_epoch=10, base=0.1, warmup=0.0):
-    return make_schedule(name, kwargs, base, warmup).lr_at(step, total, per_epoch)
+    """The rate of `step` under schedule `name` for an optimizer learning rate `base`."""
+    keys = {**kwargs, "warmup_epochs": warmup} if warmup else kwargs
+    return registry.make("schedule", name, keys, base).lr_at(step, total, per_epoch)
 
 
 def test_constant():
@@ -173,14 +180,15 @@ def test_cosine():
 
 def test_onecycle_matches_pytorch_points():
     # max 1.0, initial 1/25 = 0.04, final 0.04/1e4 = 4e-6; peak at step 0.3*100 - 1 = 29, last step 99
-    kwargs = {"max_lr": 1.0}
-    assert lr("onecycle.v1", kwargs, 0) == pytest.approx(0.04)
-    assert lr("onecycle.v1", kwargs, 29) == pytest.approx(1.0)
+    kwargs = {}  # the optimizer's learning rate (base) is the peak
+    assert lr("onecycle.v1", kwargs, 0, base=1.0) == pytest.approx(0.04)
+    assert lr("onecycle.v1", kwargs, 29, base=1.0) == pytest.approx(1.0)
     # halfway up (step 14.5 is not a step; use the cosine formula at step 10)
-    assert lr("onecycle.v1", kwargs, 10) == pytest.approx(1.0 + (0.04 - 1.0) * (1 + math.cos(math.pi * 10 / 29)) / 2)
-    assert lr("onecycle.v1", kwargs, 64) == pytest.approx(4e-6 + (1.0 - 4e-6) * 0.5)  # (64-29)/(99-29) = 0.5
-    assert lr("onecycle.v1", kwargs, 99) == pytest.approx(4e-6)
-    assert lr("onecycle.v1", kwargs, 0, base=123.0) == pytest.approx(0.04)  # base_lr ignored
+    assert lr("onecycle.v1", kwargs, 10, base=1.0) == pytest.approx(
+        1.0 + (0.04 - 1.0) * (1 + math.cos(math.pi * 10 / 29)) / 2)
+    assert lr("onecycle.v1", kwargs, 64, base=1.0) == pytest.approx(4e-6 + (1.0 - 4e-6) * 0.5)  # (64-29)/(99-29)
+    assert lr("onecycle.v1", kwargs, 99, base=1.0) == pytest.approx(4e-6)
+    assert lr("onecycle.v1", kwargs, 29, base=0.3) == pytest.approx(0.3)
 
 
 def test_warmup_ramps_linearly_then_hands_over():
@@ -194,7 +202,7 @@ def test_warmup_ramps_linearly_then_hands_over():
 
 def test_registries_hold_exactly_the_versioned_names():
     assert set(OPTIMIZERS) == {"sgd.v1", "momentum.v1", "nesterov.v1", "adam.v1", "adamw.v1"}
-    assert set(SCHEDULES) == {"constant.v1", "step.v1", "exponential.v1", "cosine.v1", "onecycle.v1"}
+    assert set(registry.SCHEDULES) == {"constant.v1", "step.v1", "exponential.v1", "cosine.v1", "onecycle.v1"}
 
 
 def test_unknown_names_and_keys_are_named_in_errors():
@@ -203,4 +211,4 @@ def test_unknown_names_and_keys_are_named_in_errors():
     with pytest.raises(ValueError, match="momentum.v1"):
         make_optimizer("momentum.v1", {"beta": 0.9})
     with pytest.raises(ValueError, match="step.v1"):
-        make_schedule("step.v1", {}, 0.1)
+        registry.make("schedule", "step.v1", {}, 0.1)

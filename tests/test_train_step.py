@@ -27,7 +27,7 @@ from mlpspec.data.prepare import Prepared, Scaling, one_hot
 from mlpspec.errors import TrainingError
 from mlpspec.nn.layers import Network
 from mlpspec.nn.losses import MeanSquaredError
-from mlpspec.nn.optim import SGD
+from mlpspec import registry
 from mlpspec.spec import model, parse_spec
 from mlpspec.train import LossNotFinite, build_network, fit, train_step
 
@@ -42,15 +42,19 @@ DW = np.array([[2.075, -7.9], [-0.575, 5.9]])
 DB = np.array([0.725, -1.7])
 
 
+def sgd():
+    return registry.make("optimizer", "sgd.v1", {"learning_rate": LR})
+
+
 def network() -> Network:
-    net = Network.build([("dense.v1", {"units": 2})], 2, np.random.default_rng(0), np.float64)
+    net = registry.make_network([("dense.v1", {"units": 2})], 2, np.random.default_rng(0), np.float64)
     net.load_state_dict({"layers.0.W": W0, "layers.0.b": b0})
     return net
 
 
 def step(**regularization) -> tuple[Network, float, np.ndarray]:
     net = network()
-    value, Z = train_step(network=net, loss=MeanSquaredError(), optimizer=SGD(),
+    value, Z = train_step(network=net, loss=MeanSquaredError(), optimizer=sgd(),
                           regularization=model.RegularizationSpec(**regularization),
                           X=X, T=T, lr=LR)
     return net, value, Z.copy()
@@ -126,7 +130,7 @@ def test_a_non_finite_loss_raises_before_any_weight_changes():
     net = network()
     with pytest.raises(LossNotFinite, match="the loss became") as info, \
             np.errstate(over="ignore", invalid="ignore"):
-        train_step(network=net, loss=MeanSquaredError(), optimizer=SGD(),
+        train_step(network=net, loss=MeanSquaredError(), optimizer=sgd(),
                    regularization=model.RegularizationSpec(), X=X * 1e200, T=T, lr=LR)
     assert isinstance(info.value, TrainingError)
     check(net, W0, b0)
@@ -134,7 +138,7 @@ def test_a_non_finite_loss_raises_before_any_weight_changes():
 
 def test_the_step_takes_keyword_arguments_only():
     with pytest.raises(TypeError):
-        train_step(network(), MeanSquaredError(), SGD(), model.RegularizationSpec(), X, T, LR)
+        train_step(network(), MeanSquaredError(), sgd(), model.RegularizationSpec(), X, T, LR)
 
 
 # ------------------------------------------------------------ through fit
@@ -182,7 +186,7 @@ def test_fit_takes_exactly_the_step_the_unit_takes(options):
 
     net = build_network(spec)
     initial = net.state_dict()
-    train_step(network=net, loss=MeanSquaredError(), optimizer=SGD(),
+    train_step(network=net, loss=MeanSquaredError(), optimizer=sgd(),
                regularization=spec.train.regularization, X=data.x_train, T=data.t_train, lr=0.5)
     expected = net.state_dict()
     for name in expected:

@@ -14,9 +14,7 @@ import time
 
 import numpy as np
 
-from mlpspec.nn.layers import Network
-from mlpspec.nn.losses import LOSSES
-from mlpspec.nn.optim import OPTIMIZERS
+from mlpspec import registry
 
 
 def time_step(
@@ -32,9 +30,9 @@ def time_step(
     for units in sizes[1:-1]:
         specs += [("dense.v1", {"units": units}), ("relu.v1", {})]
     specs.append(("dense.v1", {"units": sizes[-1]}))
-    net = Network.build(specs, sizes[0], rng, dtype)
-    loss = LOSSES["softmax_cross_entropy.v1"]()
-    optimizer = OPTIMIZERS["momentum.v1"](momentum=0.9)
+    net = registry.make_network(specs, sizes[0], rng, dtype)
+    loss = registry.make("loss", "softmax_cross_entropy.v1")
+    optimizer = registry.make("optimizer", "momentum.v1", {"momentum": 0.9})
     params = [p for _, p in net.parameters()]
     names = [name for name, _ in net.parameters()]
     X = rng.random((batch_size, sizes[0]), dtype=dtype)

@@ -1,4 +1,4 @@
-"""Weight initializers: a small table of `f(rng, n_in, n_out, dtype, std) -> W`.
+"""Weight initializers: small functions `f(rng, n_in, n_out, dtype, std) -> W`.
 
 Every initializer returns a fresh `W` of shape `(n_in, n_out)` in `dtype`,
 drawn from the `numpy.random.Generator` it is given. `std` is used only by
@@ -10,7 +10,8 @@ drawn from the `numpy.random.Generator` it is given. `std` is used only by
     glorot_normal   N(0, 2 / (n_in + n_out))         (plain, not truncated)
     glorot_uniform  U(-a, a),  a = sqrt(6 / (n_in + n_out))
 
-Biases are always initialised to zero by the layer itself.
+Biases are always initialised to zero by the layer itself. The names a
+spec uses for them are declared in `mlpspec.registry.INITIALIZERS`.
 """
 
 from __future__ import annotations
@@ -56,11 +57,3 @@ def glorot_normal(rng, n_in, n_out, dtype, std=0.01):
 def glorot_uniform(rng, n_in, n_out, dtype, std=0.01):
     return _uniform(rng, (n_in, n_out), math.sqrt(6.0 / (n_in + n_out)), dtype)
 
-
-INITIALIZERS: dict[str, Initializer] = {
-    "normal": normal,
-    "he_normal": he_normal,
-    "he_uniform": he_uniform,
-    "glorot_normal": glorot_normal,
-    "glorot_uniform": glorot_uniform,
-}

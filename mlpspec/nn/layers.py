@@ -8,9 +8,12 @@ A layer is a small object with
     forward(X, *, training) -> (Y, backprop)
     backprop(dY, need_dX=True) -> (dX or None, grads)   grads has the keys of params
 
-`X` is `(n_samples, n_in)`, `Y` and `dY` are `(n_samples, n_out)`. Layers are
-built from the registry: `make_layer("dense.v1", {"units": 256}, n_in, rng, dtype)`,
-where the keyword arguments are exactly the spec keys of that layer.
+`X` is `(n_samples, n_in)`, `Y` and `dY` are `(n_samples, n_out)`. A layer's
+constructor takes exactly the keys of its spec class, already checked there
+(`mlpspec.spec.model`: the one place for defaults and valid ranges); the
+names that choose a layer are declared in `mlpspec.registry`, and
+`registry.make_layer("dense.v1", {"units": 256}, n_in, rng, dtype)` builds one
+from plain keys. `build(n_in, rng, dtype)` then sizes and initialises it.
 
 Buffer contract (why: allocating ~100 kB arrays every step costs page faults)
 -----------------------------------------------------------------------------
@@ -31,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from mlpspec.errors import MlpspecError, TrainingError
-from mlpspec.nn.init import INITIALIZERS
+from mlpspec.nn.init import Initializer
 
 Backprop = Callable[..., tuple[np.ndarray | None, dict[str, np.ndarray]]]
 
@@ -89,34 +92,31 @@ class Layer:
     def _check_input(self, X: np.ndarray) -> np.ndarray:
         if X.ndim != 2 or X.shape[1] != self.n_in:
             raise ValueError(
-                f"{self.NAME}: expected input of shape (n_samples, {self.n_in}), got {X.shape}"
+                f"{type(self).__name__}: expected input of shape (n_samples, {self.n_in}), got {X.shape}"
             )
         return X if X.dtype == self.dtype else X.astype(self.dtype)
 
-    NAME = "layer"
-
     def __repr__(self) -> str:
-        return f"{self.NAME}(n_in={self.n_in}, n_out={self.n_out})"
+        return f"{type(self).__name__}(n_in={self.n_in}, n_out={self.n_out})"
 
 
 class Dense(Layer):
-    """Affine layer Y = X @ W + b with W `(n_in, units)` and a zero-initialised b `(units,)`."""
+    """Affine layer Y = X @ W + b with W `(n_in, units)` and a zero-initialised b `(units,)`.
 
-    NAME = "dense.v1"
+    `init` is the initializer function (`mlpspec.nn.init`) the spec's `init`
+    names; `std` is passed to it.
+    """
+
     WEIGHTS = ("W",)
 
-    def __init__(self, units: int, init: str = "he_normal", std: float = 0.01):
+    def __init__(self, *, units: int, init: Initializer, std: float):
         super().__init__()
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ValueError(f"dense.v1: units must be a positive integer, got {units!r}")
-        if init not in INITIALIZERS:
-            raise ValueError(f"dense.v1: init must be one of {sorted(INITIALIZERS)}, got {init!r}")
         self.units, self.init, self.std = units, init, float(std)
 
     def build(self, n_in, rng, dtype):
         super().build(n_in, rng, dtype)
         self.n_out = self.units
-        W = INITIALIZERS[self.init](rng, self.n_in, self.units, self.dtype, self.std)
+        W = self.init(rng, self.n_in, self.units, self.dtype, self.std)
         self.params = {"W": W, "b": np.zeros(self.units, self.dtype)}
 
     def forward(self, X, *, training):
@@ -138,8 +138,6 @@ class Dense(Layer):
 class ReLU(Layer):
     """max(X, 0); the gradient at exactly 0 is taken as 0."""
 
-    NAME = "relu.v1"
-
     def forward(self, X, *, training):
         X = self._check_input(X)
         alloc = self._alloc(training)
@@ -157,9 +155,7 @@ class ReLU(Layer):
 class LeakyReLU(Layer):
     """X where X > 0, alpha * X elsewhere."""
 
-    NAME = "leaky_relu.v1"
-
-    def __init__(self, alpha: float = 0.01):
+    def __init__(self, *, alpha: float):
         super().__init__()
         self.alpha = float(alpha)
 
@@ -183,8 +179,6 @@ class LeakyReLU(Layer):
 class Sigmoid(Layer):
     """1 / (1 + exp(-X)), computed as 0.5 * (1 + tanh(X / 2)) so it never overflows."""
 
-    NAME = "sigmoid.v1"
-
     def forward(self, X, *, training):
         X = self._check_input(X)
         alloc = self._alloc(training)
@@ -206,8 +200,6 @@ class Sigmoid(Layer):
 
 class Tanh(Layer):
     """tanh(X); dX = dY * (1 - Y^2)."""
-
-    NAME = "tanh.v1"
 
     def forward(self, X, *, training):
         X = self._check_input(X)
@@ -238,8 +230,6 @@ class GELU(Layer):
     erf version would be a new name ("gelu.v2"), not a change to this one.
     """
 
-    NAME = "gelu.v1"
-
     def forward(self, X, *, training):
         X = self._check_input(X)
         alloc = self._alloc(training)
@@ -268,12 +258,8 @@ class Dropout(Layer):
     boolean keep-mask of X's shape instead (used by the gradient checks).
     """
 
-    NAME = "dropout.v1"
-
-    def __init__(self, rate: float):
+    def __init__(self, *, rate: float):
         super().__init__()
-        if not 0.0 <= float(rate) < 1.0:
-            raise ValueError(f"dropout.v1: rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
 
     def build(self, n_in, rng, dtype):
@@ -312,14 +298,8 @@ class BatchNorm(Layer):
     (n / (n - 1)). Inference uses only the running statistics.
     """
 
-    NAME = "batchnorm.v1"
-
-    def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5):
+    def __init__(self, *, momentum: float, epsilon: float):
         super().__init__()
-        if not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"batchnorm.v1: momentum must be in [0, 1], got {momentum!r}")
-        if not float(epsilon) > 0.0:
-            raise ValueError(f"batchnorm.v1: epsilon must be positive, got {epsilon!r}")
         self.momentum, self.epsilon = float(momentum), float(epsilon)
 
     def build(self, n_in, rng, dtype):
@@ -378,36 +358,6 @@ class BatchNorm(Layer):
         raise RuntimeError("batchnorm.v1: backprop is only defined after a training forward")
 
 
-LAYERS: dict[str, type[Layer]] = {
-    "dense.v1": Dense,
-    "relu.v1": ReLU,
-    "leaky_relu.v1": LeakyReLU,
-    "sigmoid.v1": Sigmoid,
-    "tanh.v1": Tanh,
-    "gelu.v1": GELU,
-    "dropout.v1": Dropout,
-    "batchnorm.v1": BatchNorm,
-}
-
-
-def make_layer(
-    type_name: str, params: Mapping, n_in: int, rng: np.random.Generator, dtype=np.float32
-) -> Layer:
-    """Construct the registered layer `type_name` from its spec keys and build it.
-
-    Raises ValueError naming the layer type for an unknown name, unknown or
-    missing keys, or a bad value.
-    """
-    if type_name not in LAYERS:
-        raise ValueError(f"unknown layer type {type_name!r}; known: {', '.join(LAYERS)}")
-    try:
-        layer = LAYERS[type_name](**dict(params))
-    except TypeError as error:  # unexpected or missing keyword
-        raise ValueError(f"{type_name}: {error}") from None
-    layer.build(n_in, rng, dtype)
-    return layer
-
-
 class Network:
     """A chain of layers; itself follows the layer protocol (thinc's `chain`).
 
@@ -426,22 +376,14 @@ class Network:
         self._first_trained = next((i for i, l in enumerate(self.layers) if l.params), len(self.layers))
 
     @classmethod
-    def build(
-        cls,
-        layer_specs: Sequence[tuple[str, Mapping]],
-        n_in: int,
-        rng: np.random.Generator,
-        dtype=np.float32,
-    ) -> Network:
-        """Build from `[(type_name, spec_keys), ...]`.
+    def build(cls, layers: Sequence[Layer], n_in: int, rng: np.random.Generator, dtype=np.float32) -> Network:
+        """Build the constructed (not yet built) `layers` in order and chain them.
 
         Layer i draws from the i-th child of `rng` (`rng.spawn`), so adding or
         changing one layer does not change the initial weights of the others.
         """
-        layers: list[Layer] = []
-        for (type_name, params), child in zip(layer_specs, rng.spawn(len(layer_specs))):
-            layer = make_layer(type_name, params, n_in, child, dtype)
-            layers.append(layer)
+        for layer, child in zip(layers, rng.spawn(len(layers))):
+            layer.build(n_in, child, dtype)
             n_in = layer.n_out
         return cls(layers)
 
@@ -515,7 +457,8 @@ class Network:
             source = np.asarray(arrays[name])
             if source.shape != target.shape:
                 raise MlpspecError(
-                    f"{name} ({self.layers[i].NAME}): expected shape {target.shape}, got {source.shape}"
+                    f"{name} ({type(self.layers[i]).__name__}): expected shape {target.shape}, "
+                    f"got {source.shape}"
                 )
         for name, (_, target) in expected.items():
             np.copyto(target, arrays[name], casting="unsafe")
@@ -523,7 +466,3 @@ class Network:
     def __repr__(self) -> str:
         return "Network(" + ", ".join(map(repr, self.layers)) + ")"
 
-
-def build_network(layer_specs, n_in, rng, dtype=np.float32) -> Network:
-    """Same as `Network.build`."""
-    return Network.build(layer_specs, n_in, rng, dtype)

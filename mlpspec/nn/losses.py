@@ -2,7 +2,9 @@
 
 `value` is a Python float, the mean over the batch; `dZ` `(n_samples, k)` is its
 gradient with respect to Z, in Z's dtype. Targets T are integer labels
-`(n_samples,)` or one-hot / probability rows `(n_samples, k)`.
+`(n_samples,)` or one-hot / probability rows `(n_samples, k)`. Constructors
+take exactly the keys of the loss's spec class; the names below are declared
+in `mlpspec.registry`.
 
     softmax_cross_entropy.v1(label_smoothing=0.0)
         Softmax fused with cross-entropy, computed through log-sum-exp:
@@ -28,20 +30,17 @@ def probabilities(Z: np.ndarray) -> np.ndarray:
     return P
 
 
-def _one_hot_like(T: np.ndarray, Z: np.ndarray, loss_name: str) -> np.ndarray:
+def _one_hot_like(T: np.ndarray, Z: np.ndarray, loss: object) -> np.ndarray:
     if T.shape != Z.shape:
-        raise ValueError(f"{loss_name}: targets of shape {T.shape} do not match outputs {Z.shape}")
+        raise ValueError(f"{type(loss).__name__}: targets of shape {T.shape} do not match "
+                         f"outputs {Z.shape}")
     return T if T.dtype == Z.dtype else T.astype(Z.dtype)
 
 
 class SoftmaxCrossEntropy:
     """Fused softmax + cross-entropy, mean over the batch, optional label smoothing."""
 
-    NAME = "softmax_cross_entropy.v1"
-
-    def __init__(self, label_smoothing: float = 0.0):
-        if not 0.0 <= float(label_smoothing) < 1.0:
-            raise ValueError(f"{self.NAME}: label_smoothing must be in [0, 1), got {label_smoothing!r}")
+    def __init__(self, *, label_smoothing: float):
         self.label_smoothing = float(label_smoothing)
 
     def __call__(self, Z: np.ndarray, T: np.ndarray) -> tuple[float, np.ndarray]:
@@ -57,14 +56,14 @@ class SoftmaxCrossEntropy:
         log_norm += top
         if T.ndim == 1:
             if not np.issubdtype(T.dtype, np.integer):
-                raise ValueError(f"{self.NAME}: label targets must be integers, got {T.dtype}")
+                raise ValueError(f"{type(self).__name__}: label targets must be integers, got {T.dtype}")
             flat = np.arange(0, n * k, k)
             flat += T
             # -mean log p[label] = mean(log_norm - Z[label])
             value = (1.0 - eps) * float(np.add.reduce(log_norm[:, 0] - Z.take(flat))) / n
             dZ.ravel()[flat] -= 1.0 - eps
         else:
-            T = _one_hot_like(T, Z, self.NAME)
+            T = _one_hot_like(T, Z, self)
             value = (1.0 - eps) * float(np.vdot(T, log_norm - Z)) / n
             dZ -= (1.0 - eps) * T
         if eps:
@@ -78,18 +77,11 @@ class SoftmaxCrossEntropy:
 class MeanSquaredError:
     """0.5 * squared error summed over outputs, mean over the batch; one-hot targets."""
 
-    NAME = "mse.v1"
-
     def __call__(self, Z: np.ndarray, T: np.ndarray) -> tuple[float, np.ndarray]:
         n = Z.shape[0]
-        T = _one_hot_like(T, Z, self.NAME)
+        T = _one_hot_like(T, Z, self)
         dZ = Z - T
         value = 0.5 * float(np.vdot(dZ, dZ)) / n
         dZ /= n
         return value, dZ
 
-
-LOSSES: dict[str, type] = {
-    "softmax_cross_entropy.v1": SoftmaxCrossEntropy,
-    "mse.v1": MeanSquaredError,
-}

@@ -2,19 +2,23 @@
 
 Each optimizer has one method, `step(params, grads, lr)`, which updates the
 arrays in `params` in place from the matching `grads` (same order, shapes and
-dtype). Its state (velocities, moments, step count) lives in the optimizer,
-allocated lazily on the first step with the params' dtype, and round-trips
+dtype) at this step's rate `lr` (from the schedule; the optimizer's own
+`learning_rate` is the base rate the schedule starts from, used when `lr` is
+not given). Constructors take exactly the keys of the optimizer's spec class;
+the names below are declared in `mlpspec.registry`. An optimizer's state
+(velocities, moments, step count) lives in the optimizer, allocated lazily
+on the first step with the params' dtype, and round-trips
 through `state_dict()` / `load_state_dict()` (plain `name -> ndarray`, names
 `"<slot>.<param index>"` plus `"t"` for Adam's step count).
 
 Conventions (PyTorch's, so results can be compared):
 
     sgd.v1                  p -= lr g
-    momentum.v1(mu=0.9)     v = mu v + g;              p -= lr v
-    nesterov.v1(mu=0.9)     v = mu v + g;              p -= lr (g + mu v)
+    momentum.v1(mu)         v = mu v + g;              p -= lr v
+    nesterov.v1(mu)         v = mu v + g;              p -= lr (g + mu v)
     adam.v1                 m = b1 m + (1-b1) g;  s = b2 s + (1-b2) g^2;  t += 1
                             p -= lr (m / (1-b1^t)) / (sqrt(s / (1-b2^t)) + eps)
-    adamw.v1(wd=0.01)       p -= lr wd p, then the adam.v1 update
+    adamw.v1(wd)            p -= lr wd p, then the adam.v1 update
 
 Velocities start at zero, so the first momentum step equals an SGD step.
 Gradients are never modified.
@@ -43,10 +47,10 @@ BLOCK = 65536  # elements: 256 kB per float32 array, so p, g, v and scratch fit 
 class Optimizer:
     """Shared plumbing: lazily allocated per-parameter slots and their export."""
 
-    NAME = "optimizer"
     SLOTS: tuple[str, ...] = ()
 
-    def __init__(self) -> None:
+    def __init__(self, *, learning_rate: float) -> None:
+        self.learning_rate = float(learning_rate)
         self.slots: dict[str, list[np.ndarray]] = {}
         self._scratch: list[np.ndarray] = []  # not state: reused temporaries
 
@@ -54,14 +58,15 @@ class Optimizer:
         if self._scratch and len(self._scratch) == len(params):
             return
         if not all(p.flags.c_contiguous for p in params):
-            raise ValueError(f"{self.NAME}: parameters must be C-contiguous arrays (updated through flat views)")
+            raise ValueError(f"{type(self).__name__}: parameters must be C-contiguous arrays "
+                             f"(updated through flat views)")
         for name in self.SLOTS:
             loaded = self.slots.get(name)
             if loaded is None:
                 self.slots[name] = [np.zeros_like(p) for p in params]
             elif [a.shape for a in loaded] != [p.shape for p in params]:
                 raise MlpspecError(
-                    f"{self.NAME}: loaded state {name!r} has shapes {[a.shape for a in loaded]}, "
+                    f"{type(self).__name__}: loaded state {name!r} has shapes {[a.shape for a in loaded]}, "
                     f"parameters have {[p.shape for p in params]}"
                 )
             else:
@@ -79,12 +84,16 @@ class Optimizer:
                 block = [a[start : start + BLOCK] for a in flat]
                 yield (*block, scratch[: block[0].size])
 
-    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray], lr: float) -> None:
-        """Update `params` in place from `grads` at learning rate `lr`.
+    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray], lr: float | None = None) -> None:
+        """Update `params` in place from `grads` at learning rate `lr` (default `learning_rate`).
 
         An optimizer is bound to one list of parameters (same order, shapes
         and C-contiguous arrays on every call), e.g. `Network.parameters()`.
         """
+        self._init_slots(params)
+        self._update(params, grads, self.learning_rate if lr is None else lr)
+
+    def _update(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray], lr: float) -> None:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -97,28 +106,24 @@ class Optimizer:
             slots[name] = [np.array(arrays[f"{name}.{i}"]) for i in range(count)]
         unknown = set(arrays) - {f"{n}.{i}" for n, a in slots.items() for i in range(len(a))}
         if unknown:
-            raise MlpspecError(f"{self.NAME}: unexpected optimizer state {sorted(unknown)}")
+            raise MlpspecError(f"{type(self).__name__}: unexpected optimizer state {sorted(unknown)}")
         self.slots, self._scratch = slots, []
 
 
 class SGD(Optimizer):
-    NAME = "sgd.v1"
-
-    def step(self, params, grads, lr):
-        self._init_slots(params)
+    def _update(self, params, grads, lr):
         for p, g, tmp in self._blocks(params, grads):
             p -= np.multiply(g, lr, out=tmp)
 
 
 class Momentum(Optimizer):
-    NAME, SLOTS = "momentum.v1", ("velocity",)
+    SLOTS = ("velocity",)
 
-    def __init__(self, momentum: float = 0.9):
-        super().__init__()
+    def __init__(self, *, learning_rate: float, momentum: float):
+        super().__init__(learning_rate=learning_rate)
         self.momentum = float(momentum)
 
-    def step(self, params, grads, lr):
-        self._init_slots(params)
+    def _update(self, params, grads, lr):
         for p, g, v, tmp in self._blocks(params, grads, self.slots["velocity"]):
             v *= self.momentum
             v += g
@@ -126,10 +131,7 @@ class Momentum(Optimizer):
 
 
 class Nesterov(Momentum):
-    NAME = "nesterov.v1"
-
-    def step(self, params, grads, lr):
-        self._init_slots(params)
+    def _update(self, params, grads, lr):
         for p, g, v, tmp in self._blocks(params, grads, self.slots["velocity"]):
             v *= self.momentum
             v += g
@@ -140,15 +142,14 @@ class Nesterov(Momentum):
 
 
 class Adam(Optimizer):
-    NAME, SLOTS = "adam.v1", ("m", "s")
+    SLOTS = ("m", "s")
 
-    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8):
-        super().__init__()
+    def __init__(self, *, learning_rate: float, beta1: float, beta2: float, epsilon: float):
+        super().__init__(learning_rate=learning_rate)
         self.beta1, self.beta2, self.epsilon = float(beta1), float(beta2), float(epsilon)
         self.t = 0
 
-    def step(self, params, grads, lr):
-        self._init_slots(params)
+    def _update(self, params, grads, lr):
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step_size = lr / (1.0 - b1**self.t)
@@ -178,32 +179,13 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    NAME = "adamw.v1"
-
-    def __init__(self, beta1=0.9, beta2=0.999, epsilon=1e-8, weight_decay: float = 0.01):
-        super().__init__(beta1, beta2, epsilon)
+    def __init__(self, *, learning_rate: float, beta1: float, beta2: float, epsilon: float,
+                 weight_decay: float):
+        super().__init__(learning_rate=learning_rate, beta1=beta1, beta2=beta2, epsilon=epsilon)
         self.weight_decay = float(weight_decay)
 
-    def step(self, params, grads, lr):
+    def _update(self, params, grads, lr):
         for p in params:
             p *= 1.0 - lr * self.weight_decay
-        super().step(params, grads, lr)
+        super()._update(params, grads, lr)
 
-
-OPTIMIZERS: dict[str, type[Optimizer]] = {
-    "sgd.v1": SGD,
-    "momentum.v1": Momentum,
-    "nesterov.v1": Nesterov,
-    "adam.v1": Adam,
-    "adamw.v1": AdamW,
-}
-
-
-def make_optimizer(type_name: str, params: Mapping) -> Optimizer:
-    """Construct the registered optimizer from its spec keys (learning rate excluded)."""
-    if type_name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {type_name!r}; known: {', '.join(OPTIMIZERS)}")
-    try:
-        return OPTIMIZERS[type_name](**dict(params))
-    except TypeError as error:
-        raise ValueError(f"{type_name}: {error}") from None

@@ -1,67 +1,82 @@
 """Learning-rate schedules: pure functions of progress, evaluated every step.
 
-A schedule is built with the optimizer's `base_lr` and its spec keys, and
+A schedule is built from the optimizer's `learning_rate` and exactly the keys
+of its spec class (the names are declared in `mlpspec.registry`), and
 `lr_at(step, total_steps, steps_per_epoch)` gives the learning rate for the
 0-based optimizer step `step` of a run of `total_steps` steps. The learning
 rate is updated every step (smooth decay); where a schedule is defined in
 epochs, epoch e covers steps [e * steps_per_epoch, (e + 1) * steps_per_epoch).
+With `lr` the optimizer's learning rate:
 
-    constant.v1()                        base_lr
-    step.v1(step_epochs, gamma=0.1)      base_lr * gamma ** (epoch // step_epochs),
+    constant.v1()                        lr
+    step.v1(step_epochs, gamma)          lr * gamma ** (epoch // step_epochs),
                                          epoch = step // steps_per_epoch (integer)
-    exponential.v1(gamma)                base_lr * gamma ** (step / steps_per_epoch):
+    exponential.v1(gamma)                lr * gamma ** (step / steps_per_epoch):
                                          gamma per epoch, applied continuously
                                          (equal to PyTorch's ExponentialLR at epoch starts)
-    cosine.v1(min_lr=0.0)                min_lr + (base_lr - min_lr) (1 + cos(pi step / total_steps)) / 2
-    onecycle.v1(max_lr, pct_start=0.3, div_factor=25.0, final_div_factor=1e4)
-                                         PyTorch OneCycleLR (two phases, cosine annealing):
-                                         from max_lr / div_factor up to max_lr at step
-                                         pct_start * total_steps - 1, then down to
-                                         max_lr / div_factor / final_div_factor at the
-                                         last step. base_lr is ignored.
+    cosine.v1(min_lr)                    min_lr + (lr - min_lr) (1 + cos(pi step / total_steps)) / 2
+    onecycle.v1(pct_start, div_factor, final_div_factor)
+                                         PyTorch OneCycleLR (two phases, cosine annealing)
+                                         peaking at lr: from lr / div_factor up to lr at
+                                         step pct_start * total_steps - 1, then down to
+                                         lr / div_factor / final_div_factor at the last step.
 
-`make_schedule(..., warmup_epochs=w)` wraps any of them in a linear warm-up:
-for the first W = w * steps_per_epoch steps, step k uses (k + 1) / W of the
+The schedules that declare `warmup_epochs` (all but onecycle.v1, which warms
+up by itself) share one linear warm-up, `Schedule.lr_at`: for the first
+W = warmup_epochs * steps_per_epoch steps, step k uses (k + 1) / W of the
 scheduled rate (so no step is spent at lr 0), then the schedule unchanged.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 
-class Constant:
-    NAME = "constant.v1"
+class Schedule:
+    """Shared plumbing: the base rate and the linear warm-up around `scheduled`."""
 
-    def __init__(self, base_lr: float):
-        self.base_lr = float(base_lr)
+    warmup_epochs = 0.0
+
+    def __init__(self, learning_rate: float, warmup_epochs: float = 0.0):
+        self.learning_rate, self.warmup_epochs = float(learning_rate), float(warmup_epochs)
 
     def lr_at(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
-        return self.base_lr
+        """The learning rate of 0-based step `step`, warm-up included."""
+        lr = self.scheduled(step, total_steps, steps_per_epoch)
+        warmup_steps = self.warmup_epochs * steps_per_epoch
+        if step < warmup_steps:
+            lr *= min(1.0, (step + 1) / warmup_steps)
+        return lr
+
+    def scheduled(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
+        raise NotImplementedError
 
 
-class Step:
-    NAME = "step.v1"
+class Constant(Schedule):
+    def __init__(self, learning_rate: float, *, warmup_epochs: float):
+        super().__init__(learning_rate, warmup_epochs)
 
-    def __init__(self, base_lr: float, step_epochs: int, gamma: float = 0.1):
-        if isinstance(step_epochs, bool) or not isinstance(step_epochs, int) or step_epochs < 1:
-            raise ValueError(f"step.v1: step_epochs must be a positive integer, got {step_epochs!r}")
-        self.base_lr, self.step_epochs, self.gamma = float(base_lr), step_epochs, float(gamma)
+    def scheduled(self, step, total_steps, steps_per_epoch):
+        return self.learning_rate
 
-    def lr_at(self, step, total_steps, steps_per_epoch):
+
+class Step(Schedule):
+    def __init__(self, learning_rate: float, *, step_epochs: int, gamma: float, warmup_epochs: float):
+        super().__init__(learning_rate, warmup_epochs)
+        self.step_epochs, self.gamma = step_epochs, float(gamma)
+
+    def scheduled(self, step, total_steps, steps_per_epoch):
         epoch = step // steps_per_epoch
-        return self.base_lr * self.gamma ** (epoch // self.step_epochs)
+        return self.learning_rate * self.gamma ** (epoch // self.step_epochs)
 
 
-class Exponential:
-    NAME = "exponential.v1"
+class Exponential(Schedule):
+    def __init__(self, learning_rate: float, *, gamma: float, warmup_epochs: float):
+        super().__init__(learning_rate, warmup_epochs)
+        self.gamma = float(gamma)
 
-    def __init__(self, base_lr: float, gamma: float):
-        self.base_lr, self.gamma = float(base_lr), float(gamma)
-
-    def lr_at(self, step, total_steps, steps_per_epoch):
-        return self.base_lr * self.gamma ** (step / steps_per_epoch)
+    def scheduled(self, step, total_steps, steps_per_epoch):
+        return self.learning_rate * self.gamma ** (step / steps_per_epoch)
 
 
 def _cosine_between(start: float, end: float, fraction: float) -> float:
@@ -69,72 +84,27 @@ def _cosine_between(start: float, end: float, fraction: float) -> float:
     return end + (start - end) * (1.0 + math.cos(math.pi * fraction)) / 2.0
 
 
-class Cosine:
-    NAME = "cosine.v1"
+class Cosine(Schedule):
+    def __init__(self, learning_rate: float, *, min_lr: float, warmup_epochs: float):
+        super().__init__(learning_rate, warmup_epochs)
+        self.min_lr = float(min_lr)
 
-    def __init__(self, base_lr: float, min_lr: float = 0.0):
-        self.base_lr, self.min_lr = float(base_lr), float(min_lr)
-
-    def lr_at(self, step, total_steps, steps_per_epoch):
-        return _cosine_between(self.base_lr, self.min_lr, min(step / total_steps, 1.0))
+    def scheduled(self, step, total_steps, steps_per_epoch):
+        return _cosine_between(self.learning_rate, self.min_lr, min(step / total_steps, 1.0))
 
 
-class OneCycle:
-    NAME = "onecycle.v1"
+class OneCycle(Schedule):
+    def __init__(self, learning_rate: float, *, pct_start: float, div_factor: float,
+                 final_div_factor: float):
+        super().__init__(learning_rate)
+        self.pct_start, self.div_factor = float(pct_start), float(div_factor)
+        self.final_div_factor = float(final_div_factor)
+        self.initial_lr = self.learning_rate / self.div_factor
+        self.final_lr = self.initial_lr / self.final_div_factor
 
-    def __init__(
-        self,
-        base_lr: float,
-        max_lr: float,
-        pct_start: float = 0.3,
-        div_factor: float = 25.0,
-        final_div_factor: float = 1e4,
-    ):
-        if not 0.0 < float(pct_start) < 1.0:
-            raise ValueError(f"onecycle.v1: pct_start must be in (0, 1), got {pct_start!r}")
-        self.max_lr, self.pct_start = float(max_lr), float(pct_start)
-        self.initial_lr = self.max_lr / float(div_factor)
-        self.final_lr = self.initial_lr / float(final_div_factor)
-
-    def lr_at(self, step, total_steps, steps_per_epoch):
+    def scheduled(self, step, total_steps, steps_per_epoch):
         peak = self.pct_start * total_steps - 1.0  # PyTorch's end of phase one
         last = total_steps - 1.0
         if step <= peak:
-            return _cosine_between(self.initial_lr, self.max_lr, step / peak if peak > 0 else 1.0)
-        return _cosine_between(self.max_lr, self.final_lr, min((step - peak) / (last - peak), 1.0))
-
-
-class Warmup:
-    """Linear warm-up over `warmup_epochs` in front of another schedule."""
-
-    def __init__(self, schedule, warmup_epochs: float):
-        if not float(warmup_epochs) >= 0.0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
-        self.schedule, self.warmup_epochs = schedule, float(warmup_epochs)
-
-    def lr_at(self, step, total_steps, steps_per_epoch):
-        lr = self.schedule.lr_at(step, total_steps, steps_per_epoch)
-        warmup_steps = self.warmup_epochs * steps_per_epoch
-        if step < warmup_steps:
-            lr *= min(1.0, (step + 1) / warmup_steps)
-        return lr
-
-
-SCHEDULES: dict[str, type] = {
-    "constant.v1": Constant,
-    "step.v1": Step,
-    "exponential.v1": Exponential,
-    "cosine.v1": Cosine,
-    "onecycle.v1": OneCycle,
-}
-
-
-def make_schedule(type_name: str, params: Mapping, base_lr: float, warmup_epochs: float = 0.0):
-    """Construct the registered schedule from its spec keys, wrapped in a warm-up if asked."""
-    if type_name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {type_name!r}; known: {', '.join(SCHEDULES)}")
-    try:
-        schedule = SCHEDULES[type_name](base_lr, **dict(params))
-    except TypeError as error:
-        raise ValueError(f"{type_name}: {error}") from None
-    return Warmup(schedule, warmup_epochs) if warmup_epochs else schedule
+            return _cosine_between(self.initial_lr, self.learning_rate, step / peak if peak > 0 else 1.0)
+        return _cosine_between(self.learning_rate, self.final_lr, min((step - peak) / (last - peak), 1.0))

@@ -5,12 +5,16 @@ default and meaning. `docs/spec.md` is generated from these declarations.
 Registered names carry versions (`"relu.v1"`): a name's meaning never changes,
 a new meaning gets a new name.
 
-Layer, optimizer and schedule fields are exactly the keyword arguments of the
-matching engine classes in `mlpspec.nn`, so building the engine is a table
-lookup, not a translation.
+The names of layers, losses, optimizers, schedules and weight initialisers
+are declared in `mlpspec.registry`, each once, next to its class here and
+its engine in `mlpspec.nn`; a class's fields are exactly the keyword
+arguments of its engine, so building the engine is a lookup, not a
+translation. Data sources are not components; their names are `SOURCES`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -27,7 +31,14 @@ from mlpspec.spec.schema import (
 
 SPEC_VERSION = 1
 
-INITIALIZERS = ("normal", "he_normal", "he_uniform", "glorot_normal", "glorot_uniform")
+
+def _registered(kind: str) -> Callable[[], Mapping[str, type | None]]:
+    """The registered `kind` ("layer", "loss", ...): name -> spec class, looked up in
+    `mlpspec.registry` when first needed (it imports this module, so not at import)."""
+    def choices() -> Mapping[str, type | None]:
+        from mlpspec import registry
+        return registry.spec_classes(kind)
+    return choices
 
 # ---------------------------------------------------------------- data
 
@@ -183,7 +194,7 @@ class DenseLayer:
     """A fully-connected layer `Y = X @ W + b`, bias initialised to zero."""
 
     units: int = option(doc="Number of outputs.", checks=(in_range(1, 1_000_000),))
-    init: str = option("he_normal", doc="Weight initialiser.", checks=(one_of(*INITIALIZERS),))
+    init: str = option("he_normal", doc="Weight initialiser.", checks=(one_of(_registered("initializer")),))
     std: float = option(0.01, doc="Standard deviation of init `normal` (the tutorial's 0.01).",
                         checks=(positive,))
 
@@ -231,19 +242,6 @@ class BatchNormLayer:
     epsilon: float = option(1e-5, doc="Added to the variance for stability.", checks=(positive,))
 
 
-LAYERS = {
-    "dense.v1": DenseLayer,
-    "relu.v1": ReluLayer,
-    "leaky_relu.v1": LeakyReluLayer,
-    "sigmoid.v1": SigmoidLayer,
-    "tanh.v1": TanhLayer,
-    "gelu.v1": GeluLayer,
-    "dropout.v1": DropoutLayer,
-    "batchnorm.v1": BatchNormLayer,
-}
-
-
-
 @attrs.frozen
 class NetworkSpec:
     """The `[network]` table: the layers in order, input to output."""
@@ -252,7 +250,7 @@ class NetworkSpec:
                          checks=(positive,))
     layers: tuple[object, ...] = option(
         doc="The layers, in order; the last dense layer's `units` is the number of classes.",
-        checks=(non_empty,), tagged=Tagged("type", LAYERS))
+        checks=(non_empty,), tagged=Tagged("type", _registered("layer")))
 
 
 # ---------------------------------------------------------------- train
@@ -270,8 +268,6 @@ class CrossEntropyLoss:
 class MseLoss:
     """Mean squared error on the raw outputs: mean over samples of `0.5 * sum((Z - T)**2)`."""
 
-
-LOSSES = {"softmax_cross_entropy.v1": CrossEntropyLoss, "mse.v1": MseLoss}
 
 _LR = dict(doc="Base learning rate.", checks=(positive,))
 
@@ -313,14 +309,6 @@ class AdamWOptimizer(AdamOptimizer):
     weight_decay: float = option(0.01, doc="Decoupled decay: `p -= lr * weight_decay * p`.",
                                  checks=(non_negative,))
 
-
-OPTIMIZERS = {
-    "sgd.v1": SgdOptimizer,
-    "momentum.v1": MomentumOptimizer,
-    "nesterov.v1": NesterovOptimizer,
-    "adam.v1": AdamOptimizer,
-    "adamw.v1": AdamWOptimizer,
-}
 
 _WARMUP = dict(doc="Epochs of linear warm-up from 0 to the scheduled rate (may be fractional).",
                checks=(non_negative,))
@@ -368,14 +356,6 @@ class OneCycleSchedule:
     final_div_factor: float = option(1e4, doc="Final rate = initial rate / final_div_factor.",
                                      checks=(positive,))
 
-
-SCHEDULES = {
-    "constant.v1": ConstantSchedule,
-    "step.v1": StepSchedule,
-    "exponential.v1": ExponentialSchedule,
-    "cosine.v1": CosineSchedule,
-    "onecycle.v1": OneCycleSchedule,
-}
 
 
 @attrs.frozen
@@ -432,10 +412,10 @@ class TrainSpec:
     batch_size: int = option(128, doc="Samples per mini-batch.", checks=(in_range(1, 1_000_000),))
     precision: str = option("float32", doc="Floating-point type of the computation.",
                             checks=(one_of("float32", "float64"),))
-    loss: object = option(CrossEntropyLoss(), doc="Loss function.", tagged=Tagged("type", LOSSES))
-    optimizer: object = option(SgdOptimizer(), doc="Optimizer.", tagged=Tagged("type", OPTIMIZERS))
+    loss: object = option(CrossEntropyLoss(), doc="Loss function.", tagged=Tagged("type", _registered("loss")))
+    optimizer: object = option(SgdOptimizer(), doc="Optimizer.", tagged=Tagged("type", _registered("optimizer")))
     schedule: object = option(ConstantSchedule(), doc="Learning-rate schedule.",
-                              tagged=Tagged("type", SCHEDULES))
+                              tagged=Tagged("type", _registered("schedule")))
     regularization: RegularizationSpec = option(RegularizationSpec(), doc="Regularisation.")
     early_stopping: EarlyStoppingSpec = option(EarlyStoppingSpec(), doc="Early stopping.")
     averaging: AveragingSpec = option(AveragingSpec(), doc="Weight averaging over the last epochs.")
@@ -457,14 +437,11 @@ class EvaluateSpec:
 
 # ---------------------------------------------------------------- the spec
 
-_REGISTERED_NAME = {cls: name for registry in (SOURCES, LAYERS, LOSSES, OPTIMIZERS, SCHEDULES)
-                    for name, cls in registry.items()}
-
 
 def name_of(choice: object) -> str:
     """The registered name of a layer, loss, optimizer, schedule or source object."""
-    return _REGISTERED_NAME[type(choice)]
-
+    from mlpspec import registry
+    return registry.name_of(choice)
 
 
 @attrs.frozen

@@ -22,7 +22,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -52,11 +52,18 @@ class Tagged:
 
     `inline` tables share their parent's table: `[data] source = "npz"` puts
     the npz keys (`train`, `test`, ...) next to the parent's own keys.
+    `choices` maps each name to its class, or is a function returning that
+    map when first needed (the registered components of `mlpspec.registry`,
+    which imports the spec classes and so cannot be imported by them).
     """
 
     key: str
-    choices: Mapping[str, type]
+    _choices: Mapping[str, type] | Callable[[], Mapping[str, type]]
     inline: bool = False
+
+    @property
+    def choices(self) -> Mapping[str, type]:
+        return self._choices() if callable(self._choices) else self._choices
 
     def name_of(self, obj: Any) -> str:
         for name, cls in self.choices.items():
@@ -87,14 +94,27 @@ def in_range(low: float, high: float, *, low_open: bool = False, high_open: bool
     return check
 
 
-def one_of(*choices: str) -> Check:
-    def check(value: Any) -> str | None:
+def one_of(*choices: str | Callable[[], Iterable[str]]) -> Check:
+    """The value is one of `choices`: the strings given, or those a single function
+    returns when first needed (names from `mlpspec.registry`, as for `Tagged`)."""
+    if len(choices) == 1 and callable(choices[0]):
+        return _OneOf(choices[0])
+    return _OneOf(lambda: choices)
+
+
+@attrs.frozen
+class _OneOf:
+    names: Callable[[], Iterable[str]]
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self.names())
+
+    def __call__(self, value: Any) -> str | None:
+        choices = self.choices
         if value in choices:
             return None
         return "one of " + ", ".join(repr(c) for c in choices)
-
-    check.choices = choices  # type: ignore[attr-defined]
-    return check
 
 
 def matches(pattern: str, description: str) -> Check:
