@@ -29,7 +29,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from mlpspec.data.download import dataset_dir, fetch_file, mirror_order, read_verified
+from mlpspec.data.download import fetch_file, mirror_order, read_verified, usable_dataset_dir
 from mlpspec.data.idx import GZIP_MAGIC, gunzip, read_idx
 from mlpspec.data.sources import get_builtin
 from mlpspec.errors import DataError
@@ -106,7 +106,7 @@ def load_builtin(
     same buffer.
     """
     dataset = get_builtin(name)
-    dest_dir = dataset_dir(name)
+    dest_dir = usable_dataset_dir(name)
     arrays = {}
     checksums = {}
     for role, remote in dataset.files.items():
