@@ -295,11 +295,27 @@ def _read_csv(path: str | Path, data: bytes, *, label_column: int, header: bool)
         raise DataError(
             f"{path}: expected a label column and at least one feature column, found {n_columns} column"
         )
+    if header:
+        _check_header(path, text, n_columns)
     if not -n_columns <= label_column < n_columns:
         raise DataError(f"{path}: label_column {label_column} is out of range for {n_columns} columns")
     y = table[:, label_column]
     x = np.delete(table, label_column, axis=1)
     return _Split(x, y, f"{path}: features", f"{path}: column {label_column % n_columns + 1} (labels)")
+
+
+def _check_header(path: str | Path, text: str, n_columns: int) -> None:
+    """With `header = true`, the first line must name as many columns as each row has.
+
+    A header with fewer or more names than the rows have columns means the
+    file is not what the spec says (no header, or a different layout).
+    """
+    lines = text.splitlines()
+    names = next(csv.reader(lines[:1]), [])
+    if len(names) != n_columns:
+        first_row = next(i for i, line in enumerate(lines[1:], start=2) if line.strip())
+        raise DataError(f"{path}: line {first_row}: expected {len(names)} columns as in the "
+                        f"header on line 1 (data.header = true), found {n_columns}")
 
 
 def _csv_problem(path: str | Path, text: str, header: bool) -> DataError | None:
