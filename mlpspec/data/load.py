@@ -30,7 +30,7 @@ import attrs
 import numpy as np
 
 from mlpspec.data.download import fetch_file, mirror_order, read_verified, usable_dataset_dir
-from mlpspec.data.idx import GZIP_MAGIC, gunzip, read_idx
+from mlpspec.data.idx import read_idx, read_idx_bytes
 from mlpspec.data.sources import get_builtin
 from mlpspec.errors import DataError
 
@@ -151,11 +151,8 @@ def load_idx(
     roles = {"train_images": train_images, "train_labels": train_labels,
              "test_images": test_images, "test_labels": test_labels}
     for role, path in roles.items():
-        payload = _read_bytes(path, "IDX file")
-        if payload[:2] == GZIP_MAGIC:
-            payload = gunzip(payload, name=str(path))
-        arrays[path] = read_idx(payload, name=str(path))
-        checksums[role] = hashlib.sha256(payload).hexdigest()
+        arrays[path], checksums[role] = read_idx_bytes(_read_bytes(path, "IDX file"),
+                                                       name=str(path))
     return _checked(
         name or Path(train_images).name,
         train=_Split(arrays[train_images], arrays[train_labels], str(train_images), str(train_labels)),
