@@ -42,6 +42,8 @@ def user_errors(command: Callable) -> Callable:
             fail(str(error), error.exit_code)
         except MlpspecError as error:
             fail(f"error: {error}", error.exit_code)
+        except BrokenPipeError:  # `mlpspec cache ls | head`: the reader has gone
+            fail("error: the output was closed before everything was written")
         except OSError as error:
             fail(f"error: {os_error_message(error)}")
         except KeyboardInterrupt:

@@ -216,7 +216,10 @@ class _Failure(Exception):
 def _candidates(mirror: str, filename: str) -> list[str | Path | _Failure]:
     """The locations to try under one mirror: the .gz first, then the raw file."""
     names = (f"{filename}.gz", filename)
-    scheme = urllib.parse.urlsplit(mirror).scheme.lower()
+    try:
+        scheme = urllib.parse.urlsplit(mirror).scheme.lower()
+    except ValueError as exc:  # e.g. "http://[::1" (an unclosed IPv6 address)
+        return [_Failure(mirror, f"not a valid URL: {exc}")]
     if scheme in ("http", "https", "file"):
         base = mirror if mirror.endswith("/") else mirror + "/"
         return [base + n for n in names]
