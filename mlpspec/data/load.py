@@ -310,7 +310,7 @@ def _check_header(path: str | Path, text: str, n_columns: int) -> None:
     lines = text.splitlines()
     names = next(csv.reader(lines[:1]), [])
     if len(names) != n_columns:
-        first_row = next(i for i, line in enumerate(lines[1:], start=2) if line.strip())
+        first_row = next((i for i, line in enumerate(lines[1:], start=2) if line.strip()), 2)
         raise DataError(f"{path}: line {first_row}: expected {len(names)} columns as in the "
                         f"header on line 1 (data.header = true), found {n_columns}")
 
