@@ -189,7 +189,8 @@ def load_csv(
     """Load a train and a test CSV: comma-separated, one sample per line.
 
     Column `label_column` (negative counts from the end) holds the label,
-    every other column a feature; `header=True` skips the first line.
+    every other column a feature; `header=True` skips the first line, which
+    must name as many columns as the rows have.
     Features come back as float64 of shape `(n_samples, n_columns - 1)`.
     """
 
