@@ -92,8 +92,17 @@ def run(
         progress = LiveProgress()
     else:
         progress = PlainProgress()
-    pipeline = Pipeline(loaded, spec.parent, _cache(cache_dir), progress, force=force)
-    result = pipeline.run(out or Path("runs") / loaded.name)
+    cache = _cache(cache_dir)
+    pipeline = Pipeline(loaded, spec.parent, cache, progress, force=force)
+    try:
+        result = pipeline.run(out or Path("runs") / loaded.name)
+    except OSError as error:
+        if error.filename is not None:
+            raise  # user_errors names the path
+        # A failed write into an open file (a full disk) names no path; the
+        # stages write only into the cache (the run folder has its own message).
+        _fail(f"error: {cache.root}: cannot write to the cache folder: "
+              f"{error.strerror or error}")
     if as_json:
         typer.echo(json.dumps(_summary(result), allow_nan=False))
     elif not quiet:

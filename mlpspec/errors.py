@@ -35,11 +35,20 @@ class MlpspecError(Exception):
 
 
 class SpecError(MlpspecError):
-    """A spec (file plus overrides) failed validation; holds every problem found."""
+    """A spec (file plus overrides) failed validation.
 
-    def __init__(self, problems: list[Problem]):
+    `problems` lists what was found, in order; past a limit further problems
+    are only counted, in `omitted`, so a spec with a million unknown keys
+    still fails fast with a readable message.
+    """
+
+    def __init__(self, problems: list[Problem], omitted: int = 0):
         self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+        self.omitted = omitted
+        lines = [str(p) for p in self.problems]
+        if omitted:
+            lines.append(f"... and {omitted} more")
+        super().__init__("\n".join(lines))
 
 
 class DataError(MlpspecError):

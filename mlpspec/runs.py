@@ -12,7 +12,9 @@ killed run left beside the folder is removed by the next run writing it.
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +30,11 @@ def check_replaceable(folder: Path) -> None:
         parent = next(p for p in folder.parents if p.exists())
         if not parent.is_dir():
             raise MlpspecError(f"--out {folder}: {parent} is not a folder")
+        try:  # find out now, not after an hour of training, that nothing can be made there
+            os.rmdir(tempfile.mkdtemp(prefix=".mlpspec-probe-", dir=parent))
+        except OSError as error:
+            raise MlpspecError(f"--out {folder}: cannot create the run folder in {parent}: "
+                               f"{error.strerror or error}") from None
         return
     if not folder.is_dir():
         raise MlpspecError(f"--out {folder}: exists and is not a folder")

@@ -30,6 +30,7 @@ import hashlib
 import http.client
 import os
 import re
+import stat
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -42,6 +43,11 @@ from mlpspec.data.idx import GZIP_MAGIC, Gunzip
 from mlpspec.datasets import BuiltinDataset, RemoteFile, get_builtin
 from mlpspec.errors import DataError, DownloadError
 
+
+class DataHomeError(DataError):
+    """The data home cannot hold a dataset (not a folder, unwritable, full)."""
+
+
 #: Read and hash in chunks of this many bytes.
 CHUNK_BYTES = 1 << 20
 
@@ -49,15 +55,42 @@ Log = Callable[[str], None]
 
 _MIRROR_SEPARATORS = re.compile(r"[\s,;]+")
 
+HOME_ENV = "MLPSPEC_HOME"
+
 
 def data_home() -> Path:
     """Root of mlpspec's cache: `$MLPSPEC_HOME`, else `~/.cache/mlpspec`."""
-    return Path(os.environ.get("MLPSPEC_HOME") or "~/.cache/mlpspec").expanduser()
+    return Path(os.environ.get(HOME_ENV) or "~/.cache/mlpspec").expanduser()
 
 
 def dataset_dir(name: str) -> Path:
     """Directory holding the cached files of dataset `name`."""
     return data_home() / "datasets" / name
+
+
+def usable_dataset_dir(name: str) -> Path:
+    """`dataset_dir(name)`, created if missing; a `DataHomeError` naming the data home if not."""
+    folder = dataset_dir(name)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise DataHomeError(f"{_home()}: {folder} should be the data folder, "
+                            f"but it is a file") from None
+    except OSError as error:
+        raise DataHomeError(f"{_home()}: cannot create the data folder {folder}: "
+                            f"{_why(error)}") from None
+    return folder
+
+
+def _home() -> str:
+    """The data home as a message names it: where it is and where that came from."""
+    if os.environ.get(HOME_ENV):
+        return f"{HOME_ENV}={os.environ[HOME_ENV]}"
+    return f"data home {data_home()} (set {HOME_ENV} to use another folder)"
+
+
+def _why(error: OSError) -> str:
+    return error.strerror or str(error) or type(error).__name__
 
 
 def env_mirrors() -> list[str]:
@@ -83,7 +116,7 @@ def fetch_dataset(
     """
     dataset = get_builtin(name)
     mirrors = mirror_order(dataset, extra_mirrors)
-    dest_dir = dataset_dir(name)
+    dest_dir = usable_dataset_dir(name)
     return {
         role: fetch_file(remote, mirrors, dest_dir, timeout=timeout, log=log)
         for role, remote in dataset.files.items()
@@ -100,12 +133,16 @@ def fetch_file(
 ) -> Path:
     """Return `dest_dir/remote.filename`, verified, downloading it if needed."""
     dest = Path(dest_dir) / remote.filename
-    if dest.exists():
+    if _cached_size(dest) is not None:
         problem = verify_file(dest, remote)
         if problem is None:
             return dest
         _discard(dest, problem, log)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataHomeError(f"{_home()}: cannot create the data folder {dest.parent}: "
+                            f"{_why(error)}") from None
     failures = []
     for mirror in mirrors:
         for location in _candidates(mirror, remote.filename):
@@ -128,13 +165,18 @@ def fetch_file(
 
 def verify_file(path: Path, remote: RemoteFile) -> str | None:
     """Check a cached file's size then sha256; return what is wrong, or None."""
-    size = path.stat().st_size
+    size = _cached_size(path)
+    if size is None:
+        return "file is missing"
     if size != remote.size:
         return f"size is {size} bytes, expected {remote.size}"
     digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(CHUNK_BYTES):
-            digest.update(chunk)
+    try:
+        with path.open("rb") as stream:
+            while chunk := stream.read(CHUNK_BYTES):
+                digest.update(chunk)
+    except OSError as error:
+        raise DataHomeError(f"{path}: cannot read the cached file: {_why(error)}") from None
     return _checksum_problem(digest.hexdigest(), remote)
 
 
@@ -145,13 +187,18 @@ def read_verified(path: Path, remote: RemoteFile, *, log: Log | None = None) -> 
     through `log`) and returns None, as it does when the file is absent. This
     lets a loader hash and parse a file from a single read.
     """
+    size = _cached_size(path)
+    if size is None:
+        return None
+    if size != remote.size:
+        _discard(path, f"size is {size} bytes, expected {remote.size}", log)
+        return None
     try:
-        if path.stat().st_size != remote.size:
-            _discard(path, f"size is {path.stat().st_size} bytes, expected {remote.size}", log)
-            return None
         data = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as error:
+        raise DataHomeError(f"{path}: cannot read the cached file: {_why(error)}") from None
     problem = _checksum_problem(hashlib.sha256(data).hexdigest(), remote)
     if problem is not None:
         _discard(path, problem, log)
@@ -171,7 +218,10 @@ class _Failure(Exception):
 def _candidates(mirror: str, filename: str) -> list[str | Path | _Failure]:
     """The locations to try under one mirror: the .gz first, then the raw file."""
     names = (f"{filename}.gz", filename)
-    scheme = urllib.parse.urlsplit(mirror).scheme.lower()
+    try:
+        scheme = urllib.parse.urlsplit(mirror).scheme.lower()
+    except ValueError as exc:  # e.g. "http://[::1" (an unclosed IPv6 address)
+        return [_Failure(mirror, f"not a valid URL: {exc}")]
     if scheme in ("http", "https", "file"):
         base = mirror if mirror.endswith("/") else mirror + "/"
         return [base + n for n in names]
@@ -188,9 +238,19 @@ def _download(location: str | Path, remote: RemoteFile, dest: Path, *, timeout: 
     when size and sha256 match; the temporary file never survives a failure.
     """
     try:
-        with atomic.writing(dest) as out, _open(location, timeout) as (stream, declared):
-            _copy_verified(stream, out, declared, location, remote)
-    except _Failure:
+        atomic.tidy(dest.parent, dest.name)  # leftovers of killed downloads
+        tmp = atomic.temporary_path(dest)
+        out = open(tmp, "xb")
+    except OSError as error:
+        raise DataHomeError(f"{_home()}: cannot write in the data folder {dest.parent}: "
+                            f"{_why(error)}") from None
+    try:
+        with out, _open(location, timeout) as (stream, declared):
+            _copy_verified(stream, out, declared, location, remote, dest)
+            _local(out.flush, dest)  # write errors are the data home's, not the mirror's
+            _local(lambda: os.fsync(out.fileno()), dest)
+        _local(lambda: os.replace(tmp, dest), dest)
+    except (_Failure, DataHomeError):
         raise
     except DataError as exc:  # corrupt or oversized gzip stream
         raise _Failure(location, str(exc).removeprefix(f"{location}: ")) from exc
@@ -201,10 +261,13 @@ def _download(location: str | Path, remote: RemoteFile, dest: Path, *, timeout: 
         raise _Failure(location, _os_reason(exc.reason, timeout)) from exc
     except (OSError, http.client.HTTPException, ValueError) as exc:
         raise _Failure(location, _os_reason(exc, timeout)) from exc
+    finally:
+        tmp.unlink(missing_ok=True)  # gone already once replaced; never left behind
 
 
 def _copy_verified(
-    stream: BinaryIO, out: BinaryIO, declared: int | None, location: str | Path, remote: RemoteFile
+    stream: BinaryIO, out: BinaryIO, declared: int | None, location: str | Path,
+    remote: RemoteFile, dest: Path,
 ) -> None:
     digest = hashlib.sha256()
     received = 0
@@ -221,7 +284,7 @@ def _copy_verified(
         if size > remote.size:
             raise _Failure(location, f"payload exceeds the expected {remote.size} bytes")
         digest.update(payload)
-        out.write(payload)
+        _local(lambda: out.write(payload), dest)
         chunk = stream.read(CHUNK_BYTES)
     if declared is not None and received != declared:
         raise _Failure(location, f"transfer truncated: received {received} of {declared} bytes")
@@ -263,4 +326,31 @@ def _os_reason(exc: object, timeout: float) -> str:
 def _discard(path: Path, problem: str, log: Log | None) -> None:
     if log:
         log(f"{path}: cached file is corrupt ({problem}); deleting and fetching again")
-    path.unlink(missing_ok=True)
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as error:
+        raise DataHomeError(f"{path}: cached file is corrupt ({problem}) and cannot be "
+                            f"deleted: {_why(error)}") from None
+
+
+def _cached_size(path: Path) -> int | None:
+    """Size of a cached file, None if there is none; a DataHomeError if it is not a file."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise DataHomeError(f"{_home()}: cannot read {path}: {_why(error)}") from None
+    if not stat.S_ISREG(info.st_mode):
+        found = "a folder" if stat.S_ISDIR(info.st_mode) else "no regular file"
+        raise DataHomeError(f"{path}: expected a cached data file, found {found}; "
+                            f"remove it and try again")
+    return info.st_size
+
+
+def _local(action: Callable[[], object], dest: Path) -> None:
+    """Run a write to the data home; an OSError (a full disk) names the data home and `dest`."""
+    try:
+        action()
+    except OSError as error:
+        raise DataHomeError(f"{_home()}: cannot write {dest}: {_why(error)}") from None

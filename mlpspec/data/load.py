@@ -29,8 +29,8 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from mlpspec.data.download import dataset_dir, fetch_file, mirror_order, read_verified
-from mlpspec.data.idx import GZIP_MAGIC, gunzip, read_idx
+from mlpspec.data.download import fetch_file, mirror_order, read_verified, usable_dataset_dir
+from mlpspec.data.idx import read_idx, read_idx_bytes
 from mlpspec.data.sources import get_builtin
 from mlpspec.errors import DataError
 from mlpspec.files import load_arrays, read_json, save_arrays, write_json
@@ -125,7 +125,7 @@ def load_builtin(
     same buffer.
     """
     dataset = get_builtin(name)
-    dest_dir = dataset_dir(name)
+    dest_dir = usable_dataset_dir(name)
     arrays = {}
     checksums = {}
     for role, remote in dataset.files.items():
@@ -170,11 +170,8 @@ def load_idx(
     roles = {"train_images": train_images, "train_labels": train_labels,
              "test_images": test_images, "test_labels": test_labels}
     for role, path in roles.items():
-        payload = _read_bytes(path, "IDX file")
-        if payload[:2] == GZIP_MAGIC:
-            payload = gunzip(payload, name=str(path))
-        arrays[path] = read_idx(payload, name=str(path))
-        checksums[role] = hashlib.sha256(payload).hexdigest()
+        arrays[path], checksums[role] = read_idx_bytes(_read_bytes(path, "IDX file"),
+                                                       name=str(path))
     return _checked(
         name or Path(train_images).name,
         train=_Split(arrays[train_images], arrays[train_labels], str(train_images), str(train_labels)),
@@ -211,7 +208,8 @@ def load_csv(
     """Load a train and a test CSV: comma-separated, one sample per line.
 
     Column `label_column` (negative counts from the end) holds the label,
-    every other column a feature; `header=True` skips the first line.
+    every other column a feature; `header=True` skips the first line, which
+    must name as many columns as the rows have.
     Features come back as float64 of shape `(n_samples, n_columns - 1)`.
     """
 
@@ -314,11 +312,27 @@ def _read_csv(path: str | Path, data: bytes, *, label_column: int, header: bool)
         raise DataError(
             f"{path}: expected a label column and at least one feature column, found {n_columns} column"
         )
+    if header:
+        _check_header(path, text, n_columns)
     if not -n_columns <= label_column < n_columns:
         raise DataError(f"{path}: label_column {label_column} is out of range for {n_columns} columns")
     y = table[:, label_column]
     x = np.delete(table, label_column, axis=1)
     return _Split(x, y, f"{path}: features", f"{path}: column {label_column % n_columns + 1} (labels)")
+
+
+def _check_header(path: str | Path, text: str, n_columns: int) -> None:
+    """With `header = true`, the first line must name as many columns as each row has.
+
+    A header with fewer or more names than the rows have columns means the
+    file is not what the spec says (no header, or a different layout).
+    """
+    lines = text.splitlines()
+    names = next(csv.reader(lines[:1]), [])
+    if len(names) != n_columns:
+        first_row = next((i for i, line in enumerate(lines[1:], start=2) if line.strip()), 2)
+        raise DataError(f"{path}: line {first_row}: expected {len(names)} columns as in the "
+                        f"header on line 1 (data.header = true), found {n_columns}")
 
 
 def _csv_problem(path: str | Path, text: str, header: bool) -> DataError | None:

@@ -18,6 +18,7 @@ from typing import Any
 from mlpspec.errors import Problem, SpecError
 from mlpspec.spec import model
 from mlpspec.spec.checks import cross_check
+from mlpspec.spec.limits import TOO_DEEP, too_deep
 from mlpspec.spec.model import Spec
 from mlpspec.spec.overrides import apply_overrides
 from mlpspec.spec.schema import Reporter, structure, unstructure
@@ -43,17 +44,25 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Spec:
 
 def parse_spec(text: str, source: str = "<spec>", overrides: Sequence[str] = ()) -> Spec:
     """Validate a spec given as TOML text; `source` names it in messages."""
+    # Editors on Windows start UTF-8 files with a byte order mark; TOML has no
+    # use for it and tomllib calls it an invalid statement.
+    text = text.removeprefix("\ufeff")
     try:
         raw: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError([Problem(source, "", f"invalid TOML: {error}")])
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise SpecError([Problem(source, "", TOO_DEEP)]) from None
+    deep = too_deep(raw)
+    if deep is not None:  # copying and validating also recurse
+        raise SpecError([Problem(source, deep, TOO_DEEP)])
     report = Reporter(source)
     raw = apply_overrides(raw, overrides, report)
     spec = structure(Spec, raw, "", report)
     if spec is not None:
         cross_check(spec, report)
     if report.problems:
-        raise SpecError(report.problems)
+        raise SpecError(report.problems, report.omitted)
     return spec
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlpspec.errors import Problem
+from mlpspec.spec.limits import MAX_DEPTH, TOO_DEEP, too_deep
 from mlpspec.spec.schema import Reporter, join, toml_type_name
 
 _KEY = r"[A-Za-z0-9_-]+"
@@ -35,17 +36,24 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
                          f"found {key!r}")
     steps: list[str | int] = [m.group(1) if m.group(1) is not None else int(m.group(2))
                               for m in _STEP.finditer(key)]
+    if len(steps) > MAX_DEPTH:
+        raise ValueError(f"key path {TOO_DEEP}")
     return steps, parse_value(value_text.strip())
 
 
 def parse_value(text: str) -> Any:
     """A TOML value; a bare word that TOML rejects is taken as a string."""
     try:
-        return tomllib.loads(f"value = {text}")["value"]
+        value = tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError as error:
         if _BARE_STRING.fullmatch(text) and text.isprintable():
             return text
         raise ValueError(f"expected a TOML value, found {text!r} ({error})") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ValueError(f"value {TOO_DEEP}") from None
+    if too_deep(value) is not None:
+        raise ValueError(f"value {TOO_DEEP}")
+    return value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], report: Reporter) -> dict[str, Any]:
@@ -55,7 +63,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], report: Repor
         try:
             steps, value = parse_override(text)
         except ValueError as error:
-            report.problems.append(_problem(text, error))
+            report.append(_problem(text, error))
             continue
         path = ""
         for step in steps:
@@ -64,7 +72,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], report: Repor
         try:
             _set(result, steps, value)
         except _Unreachable as error:
-            report.problems.append(Problem(f"--set {text}", error.path, str(error)))
+            report.append(Problem(f"--set {text}", error.path, str(error)))
     return result
 
 

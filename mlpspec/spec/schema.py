@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 from mlpspec.errors import Problem
+from mlpspec.spec.limits import MAX_PROBLEMS
 
 # A check returns None when the value is fine, or the text after "expected".
 Check = Callable[[Any], "str | None"]
@@ -131,7 +132,9 @@ def non_empty(value: Any) -> str | None:
 
 
 def _suggest(word: Any, candidates: typing.Iterable[str]) -> str:
-    if not isinstance(word, str):
+    # No key is long: a long word has no close match, and difflib's cost grows
+    # with the square of its length.
+    if not isinstance(word, str) or len(word) > 64:
         return ""
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -177,12 +180,19 @@ def show(value: Any) -> str:
 
 
 class Reporter:
-    """Collects problems; names the source of each path (file or a --set)."""
+    """Collects problems; names the source of each path (file or a --set).
+
+    The first `MAX_PROBLEMS` distinct problems are kept in `problems`; later
+    ones are only counted in `omitted` (their did-you-mean is never computed),
+    so reporting stays linear in the size of the spec.
+    """
 
     def __init__(self, source: str, overridden: Mapping[str, str] | None = None):
         self.source = source
         self.overridden = dict(overridden or {})
         self.problems: list[Problem] = []
+        self.omitted = 0
+        self._seen: set[Problem] = set()
 
     def source_of(self, path: str) -> str:
         for key, text in self.overridden.items():
@@ -192,13 +202,25 @@ class Reporter:
                 return f"--set {text}"
         return self.source
 
-    def add(self, path: str, message: str) -> None:
-        problem = Problem(self.source_of(path), path, message)
-        if problem not in self.problems:
-            self.problems.append(problem)
+    def add(self, path: str, message: str, hint: Callable[[], str] | None = None) -> None:
+        """Report `message` at `path`; `hint()` (a did-you-mean) is appended if it is listed."""
+        self.append(Problem(self.source_of(path), path, message), hint)
+
+    def append(self, problem: Problem, hint: Callable[[], str] | None = None) -> None:
+        """Keep `problem` (once), or only count it once `MAX_PROBLEMS` are kept."""
+        if problem in self._seen:
+            return
+        self._seen.add(problem)
+        if len(self.problems) >= MAX_PROBLEMS:
+            self.omitted += 1
+            return
+        if hint is not None:
+            problem = attrs.evolve(problem, message=problem.message + hint())
+        self.problems.append(problem)
 
     def expected(self, path: str, expected: str, found: Any, choices: typing.Iterable[str] = ()) -> None:
-        self.add(path, f"expected {expected}, found {show(found)}{_suggest(found, choices)}")
+        self.add(path, f"expected {expected}, found {show(found)}",
+                 lambda: _suggest(found, choices))
 
 
 def _within(path: str, prefix: str) -> bool:
@@ -246,7 +268,7 @@ def structure(cls: type, raw: Any, path: str, report: Reporter) -> Any:
     if not inline:  # an inline variant reports the keys it doesn't know itself
         for key in raw:
             if key not in known:
-                report.add(join(path, key), "unknown key" + _suggest(key, known))
+                report.add(join(path, key), "unknown key", lambda key=key: _suggest(key, known))
                 ok = False
     if not ok:
         return None
@@ -272,15 +294,15 @@ def _structure_tagged(tagged: Tagged, raw: dict, path: str, report: Reporter,
         variant_keys = {f.name for f in fields_of(variant)}
         for key in body:
             if key not in variant_keys:
-                report.add(join(path, key), f"unknown key for {tagged.key} {name!r}"
-                           + _suggest(key, variant_keys | own_keys))
+                report.add(join(path, key), f"unknown key for {tagged.key} {name!r}",
+                           lambda key=key: _suggest(key, variant_keys | own_keys))
         body = {k: v for k, v in body.items() if k in variant_keys}
     else:
         variant_keys = {f.name for f in fields_of(variant)}
         for key in body:
             if key not in variant_keys:
-                report.add(join(path, key), f"unknown key for {tagged.key} {name!r}"
-                           + _suggest(key, variant_keys | {tagged.key}))
+                report.add(join(path, key), f"unknown key for {tagged.key} {name!r}",
+                           lambda key=key: _suggest(key, variant_keys | {tagged.key}))
         body = {k: v for k, v in body.items() if k in variant_keys}
     return structure(variant, body, path, report)
 
