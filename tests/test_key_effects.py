@@ -521,3 +521,506 @@ def test_stratify_keeps_class_shares(numbered):
             counts[seed, stratify] = np.bincount(data.y_val, minlength=3).tolist()
     assert all(counts[seed, "true"] == [8, 3, 1] for seed in range(4))  # 40:15:5 of 12
     assert any(counts[seed, "false"] != [8, 3, 1] for seed in range(4))
+
+
+# ------------------------------------------------------------ network
+
+
+@effect("network.inputs", "network.layers[].units (dense.v1)", "network.layers[].type = dense.v1")
+def test_dense_layer_is_x_w_plus_b_with_declared_sizes(npz_project):
+    spec = make_spec([dense(7), {"type": "relu.v1"}, dense(3)], 'train.precision="float64"', inputs=5)
+    state = initial(spec)
+    assert state["layers.0.W"].shape == (5, 7) and state["layers.2.W"].shape == (7, 3)
+    assert state["layers.0.b"].tolist() == [0.0] * 7  # biases start at zero
+    data = table()
+    result = fit(spec, data)
+    trained_state = result.network.state_dict()
+    expected = (np.maximum(data.x_val @ trained_state["layers.0.W"] + trained_state["layers.0.b"], 0)
+                @ trained_state["layers.2.W"] + trained_state["layers.2.b"])
+    np.testing.assert_allclose(result.network.predict(data.x_val), expected, rtol=1e-12)
+    # Inputs that do not match the data are refused by the pipeline.
+    result = CliRunner().invoke(app, ["run", str(npz_project / "digits.toml"), "-q", "--set",
+                                      "network.inputs=60", "--cache-dir", str(npz_project / "cache"),
+                                      "--out", str(npz_project / "out")])
+    assert result.exit_code == 2 and "network.inputs: expected 64" in result.output
+
+
+INIT_SCALES = {  # documented std of each initialiser for a (400, 200) layer
+    "normal": 0.3,
+    "he_normal": math.sqrt(2 / 400),
+    "he_uniform": math.sqrt(6 / 400) / math.sqrt(3),
+    "glorot_normal": math.sqrt(2 / 600),
+    "glorot_uniform": math.sqrt(6 / 600) / math.sqrt(3),
+}
+
+
+@effect("network.layers[].init (dense.v1)", "network.layers[].std (dense.v1)")
+@pytest.mark.parametrize("init", sorted(INIT_SCALES))
+def test_init_draws_weights_with_the_documented_spread(init):
+    spec = make_spec([dense(200, init=init, std=0.3), {"type": "relu.v1"}, dense(3)], inputs=400)
+    W = initial(spec)["layers.0.W"].astype(np.float64)
+    assert W.std() == pytest.approx(INIT_SCALES[init], rel=0.02)
+    assert abs(W.mean()) < 0.05 * INIT_SCALES[init]
+    if init.endswith("uniform"):
+        limit = INIT_SCALES[init] * math.sqrt(3)
+        assert np.abs(W).max() <= limit and np.abs(W).max() > 0.99 * limit
+    else:
+        assert np.abs(W).max() > 3.5 * INIT_SCALES[init]  # normal tails, not uniform
+    # `std` is read by `normal` only.
+    other = make_spec([dense(200, init=init, std=0.05), {"type": "relu.v1"}, dense(3)], inputs=400)
+    W_other = initial(other)["layers.0.W"].astype(np.float64)
+    if init == "normal":
+        np.testing.assert_allclose(W_other, W * (0.05 / 0.3), rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(W_other, W)
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+ACTIVATIONS = {
+    "relu.v1": ({}, lambda x: np.maximum(x, 0)),
+    "leaky_relu.v1": ({"alpha": 0.2}, lambda x: np.where(x > 0, x, 0.2 * x)),
+    "sigmoid.v1": ({}, lambda x: 1 / (1 + np.exp(-x))),
+    "tanh.v1": ({}, np.tanh),
+    "gelu.v1": ({}, _gelu_tanh),
+}
+
+
+@effect(*(f"network.layers[].type = {name}" for name in ACTIVATIONS),
+        "network.layers[].alpha (leaky_relu.v1)")
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_applies_its_formula(name):
+    keys, formula = ACTIVATIONS[name]
+    spec = make_spec([dense(6, init="normal", std=1.0), {"type": name, **keys}, dense(3)],
+                     'train.precision="float64"', inputs=5)
+    data = table()
+    result = fit(spec, data)
+    s = result.network.state_dict()
+    hidden = data.x_val @ s["layers.0.W"] + s["layers.0.b"]
+    expected = formula(hidden) @ s["layers.2.W"] + s["layers.2.b"]
+    np.testing.assert_allclose(result.network.predict(data.x_val), expected, rtol=1e-10, atol=1e-12)
+    if name == "gelu.v1":  # the tanh form is within 1e-3 of the exact x * Phi(x)
+        erf = np.vectorize(math.erf)
+        exact = hidden * 0.5 * (1 + erf(hidden / math.sqrt(2)))
+        np.testing.assert_allclose(_gelu_tanh(hidden), exact, atol=1e-3)
+    if name == "leaky_relu.v1":  # a different alpha, a different network
+        other = make_spec([dense(6, init="normal", std=1.0), {"type": name, "alpha": 0.5}, dense(3)],
+                          'train.precision="float64"', inputs=5)
+        assert not np.allclose(fit(other, data).network.predict(data.x_val), expected)
+
+
+def recovered_inputs(layers: list[dict], data: Prepared, *overrides: str) -> tuple[np.ndarray, object]:
+    """The training inputs `(classes, features)` one SGD step saw, read back from the weights.
+
+    `data` has one sample per class (sample c of class c). One full-batch step
+    at learning rate n of `layers + [dense(n), init ~ N(0, 1e-30)]` under MSE
+    moves the last W by X^T (T - Z), Z ~ 1e-29: column c becomes x_c as the
+    step saw it (after the layers before the dense one).
+    """
+    n, features = len(data.x_train), data.x_train.shape[1]
+    spec = make_spec([*layers, dense(n, init="normal", std=1e-30)], 'train.precision="float64"',
+                     'train.loss={type="mse.v1"}', f'train.optimizer={{type="sgd.v1", learning_rate={n}}}',
+                     f"train.batch_size={n}", *overrides, inputs=features, classes=n)
+    result = fit(spec, data)
+    W = result.network.state_dict()[f"layers.{len(layers)}.W"]
+    return W.T, result
+
+
+@effect("network.layers[].type = dropout.v1", "network.layers[].rate (dropout.v1)")
+@pytest.mark.parametrize("rate", [0.25, 0.6])
+def test_dropout_drops_a_share_in_training_and_nothing_at_evaluation(rate):
+    n, features = 8, 500
+    x = np.ones((n, features))
+    data = prepared(x, np.arange(n), n, x_val=np.full((3, features), 2.0), y_val=np.arange(3))
+    seen, result = recovered_inputs([{"type": "dropout.v1", "rate": rate}], data)
+    kept = seen > 0.5
+    np.testing.assert_allclose(seen[kept], 1 / (1 - rate), rtol=1e-12)  # inverted: scaled up
+    np.testing.assert_allclose(seen[~kept], 0.0, atol=1e-12)
+    assert (~kept).mean() == pytest.approx(rate, abs=0.03)
+    # At evaluation: the identity, so the network without the dropout layer.
+    s = result.network.state_dict()
+    once, twice = result.network.predict(data.x_val), result.network.predict(data.x_val)
+    np.testing.assert_array_equal(once, twice)
+    np.testing.assert_allclose(once, data.x_val @ s["layers.1.W"] + s["layers.1.b"], rtol=1e-12)
+    history_loss = result.history[0].val_loss
+    assert history_loss == pytest.approx(0.5 * np.mean(np.sum((once - np.eye(n)[:3]) ** 2, axis=1)))
+
+
+@effect("network.layers[].type = batchnorm.v1", "network.layers[].momentum (batchnorm.v1)",
+        "network.layers[].epsilon (batchnorm.v1)")
+@pytest.mark.parametrize("momentum, epsilon", [(0.9, 1e-5), (0.5, 0.7)])
+def test_batchnorm_running_statistics_and_evaluation(momentum, epsilon):
+    data = table(n=12, features=5)
+    X = data.x_train
+    spec = make_spec([{"type": "batchnorm.v1", "momentum": momentum, "epsilon": epsilon}, dense(3)],
+                     'train.precision="float64"', "train.batch_size=12", "train.epochs=2",
+                     inputs=5)
+    result = fit(spec, data)
+    s = result.network.state_dict()
+    # Two full-batch steps: running = m * running + (1 - m) * batch statistic,
+    # from mean 0 and variance 1, the variance unbiased (n / (n - 1)).
+    mean, var = X.mean(axis=0), X.var(axis=0, ddof=1)
+    np.testing.assert_allclose(s["layers.0.running_mean"], (1 - momentum ** 2) * mean, rtol=1e-10)
+    np.testing.assert_allclose(s["layers.0.running_var"], momentum ** 2 + (1 - momentum ** 2) * var,
+                               rtol=1e-10)
+    # Evaluation uses the running statistics (so one sample alone is scored the same).
+    normalised = ((data.x_val - s["layers.0.running_mean"]) / np.sqrt(s["layers.0.running_var"] + epsilon)
+                  * s["layers.0.gamma"] + s["layers.0.beta"])
+    expected = normalised @ s["layers.1.W"] + s["layers.1.b"]
+    np.testing.assert_allclose(result.network.predict(data.x_val), expected, rtol=1e-10)
+    np.testing.assert_allclose(result.network.predict(data.x_val[:1]), expected[:1], rtol=1e-10)
+
+
+# ------------------------------------------------------------ train
+
+
+@effect("train.epochs", "train.batch_size")
+@pytest.mark.parametrize("epochs, batch_size, steps", [(3, 5, 3), (2, 4, 3), (1, 12, 1), (2, 100, 1)])
+def test_epochs_and_steps_per_epoch(epochs, batch_size, steps):
+    seen: list[tuple[int, int]] = []
+    result = fit(linear(f"train.epochs={epochs}", f"train.batch_size={batch_size}"), table(n=12),
+                 on_step=lambda epoch, batch, loss, accuracy: seen.append((epoch, batch)))
+    assert [r.epoch for r in result.history] == list(range(1, epochs + 1))
+    assert seen == [(e, b) for e in range(1, epochs + 1) for b in range(1, steps + 1)]
+
+
+@effect("train.precision")
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_precision_is_the_dtype_of_weights_and_outputs(precision):
+    spec = make_spec([dense(4), {"type": "relu.v1"}, dense(3)], f'train.precision="{precision}"', inputs=5)
+    data = table()
+    result = fit(spec, data)
+    assert {a.dtype for a in result.network.state_dict().values()} == {np.dtype(precision)}
+    assert result.network.predict(data.x_val).dtype == np.dtype(precision)
+
+
+@effect("train.loss.type = mse.v1", "train.loss.type = softmax_cross_entropy.v1",
+        "train.loss.label_smoothing (softmax_cross_entropy.v1)")
+@pytest.mark.parametrize("loss, smoothing", [("mse.v1", None), ("softmax_cross_entropy.v1", 0.0),
+                                             ("softmax_cross_entropy.v1", 0.3)])
+def test_loss_value_and_gradient_step(loss, smoothing):
+    data = table()
+    X, T = data.x_train, data.t_train
+    keys = f'type="{loss}"' + ("" if smoothing is None else f", label_smoothing={smoothing}")
+    spec = linear("train.batch_size=12", f"train.loss={{{keys}}}")
+    s0 = initial(spec)
+    W0, b0 = s0["layers.0.W"], s0["layers.0.b"]
+    result, W, b = trained(spec, data)
+    Z = X @ W0 + b0
+    if loss == "mse.v1":
+        value = 0.5 * np.mean(np.sum((Z - T) ** 2, axis=1))
+        dW, db = mse_grads(X, T, W0, b0)
+    else:
+        target = (1 - smoothing) * T + smoothing / 3
+        value = -np.mean(np.sum(target * np.log(softmax(Z)), axis=1))
+        dW, db = ce_grads(X, T, W0, b0, smoothing)
+    assert result.history[0].train_loss == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(W, W0 - 0.1 * dW, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(b, b0 - 0.1 * db, rtol=1e-12, atol=1e-15)
+
+
+def hand_steps(spec: Spec, data: Prepared, steps: int, update: Callable, grads=mse_grads):
+    """`steps` full-batch steps from the spec's initial weights with `update(params, grads, t)`."""
+    s0 = initial(spec)
+    params = [s0["layers.0.W"].copy(), s0["layers.0.b"].copy()]
+    for t in range(1, steps + 1):
+        update(params, list(grads(data.x_train, data.t_train, *params)), t)
+    return params
+
+
+def sgd(lr):
+    def update(params, grads, t):
+        for p, g in zip(params, grads):
+            p -= lr * g
+    return update
+
+
+def momentum_update(lr, mu, nesterov=False):
+    velocity: list = []
+
+    def update(params, grads, t):
+        if not velocity:
+            velocity.extend(np.zeros_like(p) for p in params)
+        for p, g, v in zip(params, grads, velocity):
+            v *= mu
+            v += g
+            p -= lr * (g + mu * v) if nesterov else lr * v
+    return update
+
+
+def adam_update(lr, b1, b2, eps, weight_decay=0.0):
+    moments: list = []
+
+    def update(params, grads, t):
+        if not moments:
+            moments.extend([np.zeros_like(p), np.zeros_like(p)] for p in params)
+        for p, g, (m, s) in zip(params, grads, moments):
+            p *= 1 - lr * weight_decay
+            m[...] = b1 * m + (1 - b1) * g
+            s[...] = b2 * s + (1 - b2) * g * g
+            p -= lr * (m / (1 - b1 ** t)) / (np.sqrt(s / (1 - b2 ** t)) + eps)
+    return update
+
+
+OPTIMIZER_CASES = {
+    "sgd.v1": ("learning_rate=0.3", lambda: sgd(0.3)),
+    "momentum.v1": ("learning_rate=0.2, momentum=0.6", lambda: momentum_update(0.2, 0.6)),
+    "nesterov.v1": ("learning_rate=0.2, momentum=0.6", lambda: momentum_update(0.2, 0.6, True)),
+    "adam.v1": ("learning_rate=0.05, beta1=0.7, beta2=0.8, epsilon=0.01",
+                lambda: adam_update(0.05, 0.7, 0.8, 0.01)),
+    "adamw.v1": ("learning_rate=0.05, beta1=0.7, beta2=0.8, epsilon=0.01, weight_decay=0.5",
+                 lambda: adam_update(0.05, 0.7, 0.8, 0.01, 0.5)),
+}
+
+
+def _optimizer_keys():
+    keys = []
+    for name, (settings, _) in OPTIMIZER_CASES.items():
+        keys.append(f"train.optimizer.type = {name}")
+        keys += [f"train.optimizer.{part.split('=')[0].strip()} ({name})" for part in settings.split(",")]
+    return keys
+
+
+@effect(*_optimizer_keys())
+@pytest.mark.parametrize("name", sorted(OPTIMIZER_CASES))
+def test_optimizer_matches_three_hand_worked_steps(name):
+    settings, make_update = OPTIMIZER_CASES[name]
+    spec = linear("train.epochs=3", "train.batch_size=12",
+                  f'train.optimizer={{type="{name}", {settings}}}')
+    data = table()
+    _, W, b = trained(spec, data)
+    W_hand, b_hand = hand_steps(spec, data, 3, make_update())
+    np.testing.assert_allclose(W, W_hand, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(b, b_hand, rtol=1e-10, atol=1e-13)
+    # Each setting matters: changing any one of them changes the weights.
+    for part in settings.split(","):
+        key, value = (s.strip() for s in part.split("="))
+        changed = settings.replace(part.strip(), f"{key}={float(value) * 0.5!r}")
+        _, W_other, _ = trained(linear("train.epochs=3", "train.batch_size=12",
+                                       f'train.optimizer={{type="{name}", {changed}}}'), data)
+        assert not np.allclose(W_other, W, rtol=1e-6, atol=0), key
+
+
+# ------------------------------------------------------------ schedules
+
+
+def _onecycle(base, step, total, pct_start=0.3, div_factor=25.0, final_div_factor=1e4):
+    """PyTorch's OneCycleLR (cosine), written out from its documentation."""
+    initial_lr, peak = base / div_factor, pct_start * total - 1
+    final = initial_lr / final_div_factor
+
+    def cos_between(start, end, fraction):
+        return end + (start - end) * (1 + math.cos(math.pi * fraction)) / 2
+
+    if step <= peak:
+        return cos_between(initial_lr, base, step / peak)
+    return cos_between(base, final, (step - peak) / (total - 1 - peak))
+
+
+SCHEDULE_CASES = {  # settings, lr(base, step, steps_per_epoch, total steps) before warm-up
+    "constant.v1": ("", lambda base, k, spe, total: base),
+    "step.v1": ("step_epochs=2, gamma=0.5", lambda base, k, spe, total: base * 0.5 ** ((k // spe) // 2)),
+    "exponential.v1": ("gamma=0.7", lambda base, k, spe, total: base * 0.7 ** (k / spe)),
+    "cosine.v1": ("min_lr=0.01", lambda base, k, spe, total:
+                  0.01 + (base - 0.01) * (1 + math.cos(math.pi * k / total)) / 2),
+    "onecycle.v1": ("pct_start=0.4, div_factor=5.0, final_div_factor=20.0",
+                    lambda base, k, spe, total: _onecycle(base, k, total, 0.4, 5.0, 20.0)),
+}
+
+
+def _schedule_keys():
+    keys = []
+    for name, (settings, _) in SCHEDULE_CASES.items():
+        keys.append(f"train.schedule.type = {name}")
+        keys += [f"train.schedule.{part.split('=')[0].strip()} ({name})"
+                 for part in settings.split(",") if part]
+        if name != "onecycle.v1":
+            keys.append(f"train.schedule.warmup_epochs ({name})")
+    return keys
+
+
+@effect(*_schedule_keys())
+@pytest.mark.parametrize("name", sorted(SCHEDULE_CASES))
+@pytest.mark.parametrize("batch_size, warmup", [(12, 0.0), (12, 2.5), (3, 1.5)])
+def test_schedule_learning_rates_follow_the_formula(name, batch_size, warmup):
+    if warmup and name == "onecycle.v1":
+        pytest.skip("onecycle.v1 has its own warm-up phase")
+    settings, formula = SCHEDULE_CASES[name]
+    if warmup:
+        settings = ", ".join(filter(None, [settings, f"warmup_epochs={warmup}"]))
+    epochs, spe, base = 8, 12 // batch_size, 0.2
+    total = epochs * spe
+    spec = linear(f"train.epochs={epochs}", f"train.batch_size={batch_size}",
+                  f"train.optimizer.learning_rate={base}", f'train.schedule={{type="{name}", {settings}}}'
+                  if settings else f'train.schedule={{type="{name}"}}')
+
+    def lr(k):
+        value = formula(base, k, spe, total)
+        if k < warmup * spe:  # linear warm-up over W steps: step k at (k + 1) / W of the rate
+            value *= min(1.0, (k + 1) / (warmup * spe))
+        return value
+
+    data = table()
+    result, W, b = trained(spec, data)
+    # The history records each epoch's last step.
+    recorded = [r.learning_rate for r in result.history]
+    np.testing.assert_allclose(recorded, [lr(e * spe - 1) for e in range(1, epochs + 1)], rtol=1e-12)
+    assert len(set(np.round(recorded, 12))) > (1 if name != "constant.v1" or warmup else 0)
+    if spe == 1:  # full-batch steps: the weights took exactly those rates
+        rates = [lr(k) for k in range(total)]
+        W_hand, b_hand = hand_steps(spec, data, total, lambda params, grads, t: sgd(rates[t - 1])(
+            params, grads, t))
+        np.testing.assert_allclose(W, W_hand, rtol=1e-10, atol=1e-13)
+
+
+# ------------------------------------------------------------ regularisation
+
+
+@effect("train.regularization.l2")
+def test_l2_adds_l2_over_batch_times_w_to_the_weight_gradient():
+    spec = linear("train.epochs=2", "train.batch_size=12", "train.regularization.l2=3.0")
+    data = table()
+
+    def update(params, grads, t):
+        grads[0] = grads[0] + (3.0 / 12) * params[0]  # weights only, not the bias
+        sgd(0.1)(params, grads, t)
+
+    _, W, b = trained(spec, data)
+    W_hand, b_hand = hand_steps(spec, data, 2, update)
+    np.testing.assert_allclose(W, W_hand, rtol=1e-12)
+    np.testing.assert_allclose(b, b_hand, rtol=1e-12, atol=1e-15)
+    _, W_plain, _ = trained(linear("train.epochs=2", "train.batch_size=12"), data)
+    assert np.abs(W).sum() < np.abs(W_plain).sum()  # it shrinks the weights
+
+
+@effect("train.regularization.weight_decay")
+@pytest.mark.parametrize("optimizer", ['{type="sgd.v1", learning_rate=0.1}',
+                                       '{type="momentum.v1", learning_rate=0.1, momentum=0.5}'])
+def test_weight_decay_scales_w_by_one_minus_lr_times_decay(optimizer):
+    data = table()
+    common = ("train.epochs=1", "train.batch_size=12", f"train.optimizer={optimizer}")
+    _, W_plain, b_plain = trained(linear(*common), data)
+    _, W, b = trained(linear(*common, "train.regularization.weight_decay=2.0"), data)
+    np.testing.assert_allclose(W, W_plain * (1 - 0.1 * 2.0), rtol=1e-12)
+    np.testing.assert_array_equal(b, b_plain)  # biases are not decayed
+
+
+@effect("train.regularization.max_norm")
+def test_max_norm_rescales_each_units_incoming_weights():
+    data = table()
+    common = ("train.epochs=1", "train.batch_size=12")
+    _, W_plain, b_plain = trained(linear(*common), data)
+    norms = np.linalg.norm(W_plain, axis=0)
+    cap = float(np.median(norms))  # some columns over it, some under
+    _, W, b = trained(linear(*common, f"train.regularization.max_norm={cap!r}"), data)
+    over = norms > cap
+    assert over.any() and (~over).any()
+    np.testing.assert_allclose(np.linalg.norm(W[:, over], axis=0), cap, rtol=1e-12)
+    np.testing.assert_allclose(W[:, over], W_plain[:, over] * (cap / norms[over]), rtol=1e-12)
+    np.testing.assert_array_equal(W[:, ~over], W_plain[:, ~over])
+    np.testing.assert_array_equal(b, b_plain)
+
+
+@effect("train.regularization.clip_norm")
+def test_clip_norm_bounds_the_global_gradient_norm():
+    data = table()
+    spec = linear("train.epochs=1", "train.batch_size=12")
+    s0 = initial(spec)
+    dW, db = mse_grads(data.x_train, data.t_train, s0["layers.0.W"], s0["layers.0.b"])
+    norm = math.sqrt(np.sum(dW ** 2) + np.sum(db ** 2))
+    for clip in (norm / 4, norm * 2):
+        _, W, b = trained(linear("train.epochs=1", "train.batch_size=12",
+                                 f"train.regularization.clip_norm={clip!r}"), data)
+        factor = min(1.0, clip / norm)
+        np.testing.assert_allclose(W, s0["layers.0.W"] - 0.1 * factor * dW, rtol=1e-12)
+        np.testing.assert_allclose(b, s0["layers.0.b"] - 0.1 * factor * db, rtol=1e-12, atol=1e-15)
+        update = math.sqrt(np.sum((W - s0["layers.0.W"]) ** 2) + np.sum((b - s0["layers.0.b"]) ** 2))
+        assert update <= 0.1 * clip * (1 + 1e-12)
+
+
+# ------------------------------------------------------------ early stopping and averaging
+
+
+def noisy(seed: int = 0) -> Prepared:
+    """Overlapping classes, so the validation figures wander instead of climbing."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (3, 10))
+
+    def sample(n):
+        y = np.arange(n) % 3
+        return centres[y] + rng.normal(0, 2.5, (n, 10)), y
+
+    (x, y), (x_val, y_val) = sample(90), sample(60)
+    return prepared(x, y, 3, x_val=x_val, y_val=y_val)
+
+
+def stopping_spec(*overrides: str) -> Spec:
+    return make_spec([dense(16), {"type": "relu.v1"}, dense(3)], 'train.precision="float64"',
+                     "train.epochs=30", "train.batch_size=10",
+                     'train.optimizer={type="sgd.v1", learning_rate=0.2}', *overrides, inputs=10)
+
+
+def expected_stop(history, metric: str, patience: int, min_delta: float) -> tuple[int, int]:
+    """(epochs run, best epoch) as documented: stop after `patience` epochs in a row
+    that do not beat the best score by more than `min_delta`."""
+    best, best_epoch, waited = -math.inf, 0, 0
+    for record in history:
+        score = -record.val_loss if metric == "loss" else record.val_accuracy
+        if score > best + min_delta:
+            best, best_epoch, waited = score, record.epoch, 0
+        else:
+            waited += 1
+            if waited == patience:
+                return record.epoch, best_epoch
+    return len(history), best_epoch
+
+
+def same_weights(a, b) -> bool:
+    return all(np.array_equal(array, b.network.state_dict()[k]) for k, array in a.network.state_dict().items())
+
+
+@effect("train.early_stopping.patience", "train.early_stopping.metric",
+        "train.early_stopping.min_delta", "train.early_stopping.restore_best")
+@pytest.mark.parametrize("metric, patience, min_delta", [
+    ("accuracy", 2, 0.0), ("accuracy", 4, 0.0), ("loss", 2, 0.0), ("loss", 2, 0.004),
+    ("accuracy", 3, 0.02)])
+def test_early_stopping_stops_and_restores_as_documented(metric, patience, min_delta):
+    data = noisy()
+    full = fit(stopping_spec(), data)  # no early stopping: every epoch runs
+    assert len(full.history) == 30 and not full.stopped_early
+    stop, best = expected_stop(full.history, metric, patience, min_delta)
+    assert stop < 30
+    keys = (f"train.early_stopping.patience={patience}", f'train.early_stopping.metric="{metric}"',
+            f"train.early_stopping.min_delta={min_delta}")
+    restored = fit(stopping_spec(*keys), data)
+    assert restored.stopped_early and len(restored.history) == stop and restored.best_epoch == best
+    assert [r.val_loss for r in restored.history] == [r.val_loss for r in full.history[:stop]]
+    assert same_weights(restored, fit(stopping_spec(f"train.epochs={best}"), data))
+    last = fit(stopping_spec(*keys, "train.early_stopping.restore_best=false"), data)
+    assert len(last.history) == stop
+    assert same_weights(last, fit(stopping_spec(f"train.epochs={stop}"), data))
+
+
+def test_early_stopping_settings_lead_to_different_stops():
+    """The cases above are not all alike: metric, patience and min_delta each move the stop."""
+    history = fit(stopping_spec(), noisy()).history
+    assert expected_stop(history, "accuracy", 2, 0.0) != expected_stop(history, "loss", 2, 0.0)
+    assert expected_stop(history, "accuracy", 2, 0.0) != expected_stop(history, "accuracy", 4, 0.0)
+    assert expected_stop(history, "loss", 2, 0.0) != expected_stop(history, "loss", 2, 0.004)
+
+
+@effect("train.averaging.last_epochs")
+@pytest.mark.parametrize("last", [1, 2, 4])
+def test_averaging_is_the_mean_of_the_last_epochs_weights(last):
+    data = noisy()
+    spec = stopping_spec("train.epochs=5", f"train.averaging.last_epochs={last}")
+    averaged = fit(spec, data)
+    runs = [fit(stopping_spec(f"train.epochs={epoch}"), data).network.state_dict()
+            for epoch in range(6 - last, 6)]
+    for name, array in averaged.network.state_dict().items():
+        np.testing.assert_allclose(array, np.mean([run[name] for run in runs], axis=0), rtol=1e-12)
+    # The history is that of the running weights.
+    plain = fit(stopping_spec("train.epochs=5"), data)
+    assert [r.val_loss for r in averaged.history] == [r.val_loss for r in plain.history]
