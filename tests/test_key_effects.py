@@ -237,7 +237,8 @@ def test_name_names_the_run_folder(npz_project, monkeypatch):
 
 @pytest.fixture
 def npz_project(tmp_path: Path) -> Path:
-    """8x8 three-class npz data (bright blocks in different corners) and a spec using it."""
+    """8x8 three-class npz data (bright blocks in different corners, a fifth of the
+    labels wrong, so that no model is perfect) and a spec using it."""
     rng = np.random.default_rng(0)
 
     def split(n):
@@ -245,6 +246,8 @@ def npz_project(tmp_path: Path) -> Path:
         x = rng.integers(0, 60, (n, 8, 8))
         for cls, (r, c) in enumerate([(0, 0), (4, 4), (0, 4)]):
             x[y == cls, r:r + 4, c:c + 4] += 150
+        noise = rng.random(n) < 0.2
+        y[noise] = (y[noise] + 1) % 3
         return x.astype(np.uint8), y
 
     for name, n in (("train", 200), ("test", 90)):
@@ -1024,3 +1027,178 @@ def test_averaging_is_the_mean_of_the_last_epochs_weights(last):
     # The history is that of the running weights.
     plain = fit(stopping_spec("train.epochs=5"), data)
     assert [r.val_loss for r in averaged.history] == [r.val_loss for r in plain.history]
+
+
+# ------------------------------------------------------------ augmentation
+
+SIZE = 16
+CENTRE = (SIZE - 1) / 2
+
+
+def ramps(n: int) -> np.ndarray:
+    """Flattened `(n, SIZE * SIZE)` ramps: even samples are column index + 1, odd ones row index + 1
+    (the + 1 keeps them apart from the blank fill 0)."""
+    rows, cols = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
+    return np.stack([cols + 1 if i % 2 == 0 else rows + 1 for i in range(n)]).reshape(n, -1)
+
+
+def augmented(*keys: str, seed: int = 0) -> tuple[np.ndarray, Prepared, object]:
+    """The 16 training ramps as one augmented training step saw them `(16, SIZE, SIZE)`."""
+    data = prepared(ramps(16), np.arange(16), 16, x_val=ramps(4), y_val=np.arange(4),
+                    sample_shape=(SIZE, SIZE))
+    seen, result = recovered_inputs([], data, *keys, f"seed={seed}")
+    return seen.reshape(-1, SIZE, SIZE), data, result
+
+
+def affine_fit(image: np.ndarray, along_columns: bool) -> tuple[float, float, float, float]:
+    """(angle in degrees, zoom, shift in pixels, largest residual) of a warped ramp,
+    fitted on the central 8x8 pixels (whose sources lie inside the image)."""
+    rows, cols = np.mgrid[4:12, 4:12].astype(np.float64)
+    A = np.column_stack([(rows - CENTRE).ravel(), (cols - CENTRE).ravel(), np.ones(64)])
+    values = image[4:12, 4:12].ravel()
+    (a, b, d), *_ = np.linalg.lstsq(A, values, rcond=None)
+    # Output pixel p reads the input at R(angle) (p - c) / zoom + c - shift; a ramp
+    # returns that source coordinate (+ 1).
+    angle = math.atan2(a, b) if along_columns else math.atan2(-b, a)
+    return (math.degrees(angle), 1 / math.hypot(a, b), CENTRE + 1 - d,
+            float(np.abs(values - A @ (a, b, d)).max()))
+
+
+def fits(images: np.ndarray) -> np.ndarray:
+    """`(n, 4)` affine fits of augmented ramps (even: column ramps, odd: row ramps)."""
+    return np.array([affine_fit(image, i % 2 == 0) for i, image in enumerate(images)])
+
+
+def test_no_augmentation_leaves_the_training_images_alone():
+    seen, data, _ = augmented()
+    np.testing.assert_allclose(seen.reshape(16, -1), data.x_train, atol=1e-12)
+
+
+@effect("data.augment.translate")
+@pytest.mark.parametrize("translate", [0.7, 2.5])
+def test_translate_shifts_within_the_limit(translate):
+    seen, data, result = augmented(f"data.augment.translate={translate}")
+    angle, zoom, shift, residual = fits(seen).T
+    assert np.abs(angle).max() < 1e-6 and np.abs(zoom - 1).max() < 1e-9 and residual.max() < 1e-9
+    assert np.abs(shift).max() <= translate + 1e-9
+    assert np.abs(shift).max() > translate / 2 and len(np.unique(np.round(shift, 6))) == 16
+    assert not np.allclose(shift, np.round(shift))  # sub-pixel shifts
+    assert_validation_untouched(data, result)
+
+
+def assert_validation_untouched(data: Prepared, result) -> None:
+    """The epoch's validation loss is that of the plain validation images."""
+    np.testing.assert_array_equal(data.x_val, ramps(4))
+    Z = result.network.predict(data.x_val)
+    T = np.eye(Z.shape[1])[data.y_val]
+    assert result.history[0].val_loss == pytest.approx(0.5 * np.mean(np.sum((Z - T) ** 2, axis=1)),
+                                                       rel=1e-12)
+
+
+@effect("data.augment.whole_pixels")
+def test_whole_pixels_shifts_by_integers_with_blank_fill():
+    seen, data, result = augmented("data.augment.translate=2", "data.augment.whole_pixels=true")
+    shifts = []
+    for source, image in zip(ramps(16).reshape(-1, SIZE, SIZE), seen):
+        padded = np.pad(source, 2)  # blank (0) beyond the border
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if np.allclose(image, padded[2 - dy:2 - dy + SIZE, 2 - dx:2 - dx + SIZE], atol=1e-12)]
+        assert found, "every image is its source shifted by whole pixels"
+        shifts += found
+    assert len(set(shifts)) > 3
+    fractional = fits(augmented("data.augment.translate=2")[0])[:, 2]
+    assert not np.allclose(fractional, np.round(fractional))  # without it: sub-pixel shifts
+    assert_validation_untouched(data, result)
+
+
+@effect("data.augment.rotate")
+def test_rotate_turns_within_the_limit():
+    seen, data, result = augmented("data.augment.rotate=12")
+    angle, zoom, shift, residual = fits(seen).T
+    assert residual.max() < 1e-9 and np.abs(zoom - 1).max() < 1e-9 and np.abs(shift).max() < 1e-9
+    assert np.abs(angle).max() <= 12 + 1e-9 and np.abs(angle).max() > 6
+    assert (angle > 0).any() and (angle < 0).any()
+    assert_validation_untouched(data, result)
+
+
+@effect("data.augment.scale")
+def test_scale_zooms_within_the_limit():
+    seen, data, result = augmented("data.augment.scale=0.2")
+    angle, zoom, shift, residual = fits(seen).T
+    assert residual.max() < 1e-9 and np.abs(angle).max() < 1e-6 and np.abs(shift).max() < 1e-9
+    assert zoom.min() >= 0.8 - 1e-9 and zoom.max() <= 1.2 + 1e-9
+    assert zoom.min() < 0.95 and zoom.max() > 1.05
+    assert_validation_untouched(data, result)
+
+
+def displacement(images: np.ndarray) -> np.ndarray:
+    """The elastic displacement along each ramp's axis, on the central pixels."""
+    plain = ramps(16).reshape(-1, SIZE, SIZE)
+    return (images - plain)[:, 4:12, 4:12]
+
+
+@effect("data.augment.elastic_alpha", "data.augment.elastic_sigma")
+def test_elastic_displacement_scales_with_alpha_and_smooths_with_sigma():
+    one = displacement(augmented("data.augment.elastic_alpha=0.5")[0])
+    two, data, result = augmented("data.augment.elastic_alpha=1.0")
+    two = displacement(two)
+    assert np.abs(one).max() > 0.01 and np.abs(one).max() <= 0.5
+    np.testing.assert_allclose(two, 2 * one, atol=1e-9)  # the same field, twice as strong
+    assert_validation_untouched(data, result)
+
+    def roughness(field):  # neighbour differences relative to the size of the field
+        return np.abs(np.diff(field, axis=2)).mean() / np.abs(field).mean()
+
+    sharp = displacement(augmented("data.augment.elastic_alpha=1.0", "data.augment.elastic_sigma=1.0")[0])
+    smooth = displacement(augmented("data.augment.elastic_alpha=1.0", "data.augment.elastic_sigma=4.0")[0])
+    assert roughness(sharp) > 3 * roughness(smooth)
+
+
+# ------------------------------------------------------------ evaluate
+
+
+def pipeline_run(project: Path, *overrides: str):
+    spec = parse_spec((project / "digits.toml").read_text(), str(project / "digits.toml"), overrides)
+    return Pipeline(spec, project, Cache(project / "cache"), Progress()).run(project / "runs" / "out")
+
+
+WEAK = "train.optimizer.learning_rate=0.00001"  # a poor model: plenty of mistakes to report
+
+
+@effect("evaluate.split")
+@pytest.mark.parametrize("split", ["test", "validation"])
+def test_split_picks_the_headline_and_error_report(npz_project, split):
+    metrics = pipeline_run(npz_project, WEAK, f'evaluate.split="{split}"').metrics
+    other = {"test": "validation", "validation": "test"}[split]
+    assert metrics["headline"] == split
+    assert "misclassified" in metrics[split] and "misclassified" not in metrics[other]
+    assert metrics[split]["samples"] == {"test": 60, "validation": 30}[split]
+
+
+@effect("evaluate.misclassified")
+@pytest.mark.parametrize("limit", [0, 4, 1000])
+def test_misclassified_keeps_that_many_errors(npz_project, limit):
+    metrics = pipeline_run(npz_project, WEAK, f"evaluate.misclassified={limit}").metrics["test"]
+    wrong = round((1 - metrics["accuracy"]) * metrics["samples"])
+    assert wrong > 4
+    shown = metrics["misclassified"]
+    assert len(shown) == min(limit, wrong) and len(set(shown)) == len(shown)
+    confusion = np.array(metrics["confusion_matrix"])
+    assert wrong == confusion.sum() - np.trace(confusion)
+
+
+@effect("evaluate.batch_size")
+def test_evaluate_batch_size_is_the_inference_batch(npz_project, monkeypatch):
+    pipeline_run(npz_project)  # train once; the next run only evaluates
+    sizes: list[int] = []
+    forward = Network.forward
+
+    def spy(self, X, *, training):
+        if not training:
+            sizes.append(len(X))
+        return forward(self, X, training=training)
+
+    monkeypatch.setattr(Network, "forward", spy)
+    result = pipeline_run(npz_project, "evaluate.batch_size=7")
+    assert {r.stage: r.status for r in result.stages}["train"] == "cached"
+    assert sorted(sizes) == sorted([7] * 8 + [4] + [7] * 4 + [2])  # 60 test, 30 validation
