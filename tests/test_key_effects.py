@@ -723,6 +723,10 @@ def test_loss_value_and_gradient_step(loss, smoothing):
     assert result.history[0].train_loss == pytest.approx(value, rel=1e-12)
     np.testing.assert_allclose(W, W0 - 0.1 * dW, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(b, b0 - 0.1 * db, rtol=1e-12, atol=1e-15)
+    if loss != "mse.v1":  # integer label targets (one_hot = false) take the same step
+        labels = prepared(X, data.y_train, 3, x_val=data.x_val, y_val=data.y_val, targets=data.y_train)
+        _, W_labels, _ = trained(spec, labels)
+        np.testing.assert_allclose(W_labels, W, rtol=1e-12)
 
 
 def hand_steps(spec: Spec, data: Prepared, steps: int, update: Callable, grads=mse_grads):
@@ -1086,6 +1090,28 @@ def test_translate_shifts_within_the_limit(translate):
     assert np.abs(shift).max() > translate / 2 and len(np.unique(np.round(shift, 6))) == 16
     assert not np.allclose(shift, np.round(shift))  # sub-pixel shifts
     assert_validation_untouched(data, result)
+
+
+@effect("data.augment.translate")
+def test_distortions_are_drawn_afresh_every_epoch():
+    """Two epochs at a tiny learning rate e: W / e is the sum of both epochs' images
+    (to ~1e-5), the first epoch's alone from a one-epoch run."""
+    data = prepared(ramps(16), np.arange(16), 16, sample_shape=(SIZE, SIZE))
+
+    def image_sums(epochs: int) -> np.ndarray:
+        spec = make_spec([dense(16, init="normal", std=1e-30)], 'train.precision="float64"',
+                         'train.loss={type="mse.v1"}', 'train.optimizer={type="sgd.v1", '
+                         'learning_rate=16e-10}', "train.batch_size=16", f"train.epochs={epochs}",
+                         "data.augment.translate=1.5", inputs=SIZE * SIZE, classes=16)
+        return fit(spec, data).network.state_dict()["layers.0.W"].T.reshape(-1, SIZE, SIZE) / 1e-10
+
+    first = image_sums(1)
+    second = image_sums(2) - first
+    _, _, first_shift, first_residual = fits(first).T
+    _, _, second_shift, second_residual = fits(second).T
+    assert first_residual.max() < 1e-3 and second_residual.max() < 1e-3  # both plain shifts
+    assert np.abs(second_shift).max() <= 1.5 + 1e-3
+    assert np.abs(first_shift - second_shift).min() > 1e-3  # every image moved anew
 
 
 def assert_validation_untouched(data: Prepared, result) -> None:
