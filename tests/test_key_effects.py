@@ -40,11 +40,10 @@ from mlpspec.cli import app
 from mlpspec.data.idx import encode_idx
 from mlpspec.data.prepare import Prepared, Scaling, one_hot
 from mlpspec.errors import MlpspecError
-from mlpspec.nn.layers import Network
+from mlpspec.nn import Network
 from mlpspec.pipeline import Pipeline
 from mlpspec.progress import Progress
-from mlpspec.spec import parse_spec
-from mlpspec.spec.model import Spec
+from mlpspec.spec import Spec, parse_spec
 from mlpspec.spec.schema import describe
 from mlpspec.train import build_network, fit
 
