@@ -1135,6 +1135,11 @@ def test_whole_pixels_shifts_by_integers_with_blank_fill():
     assert len(set(shifts)) > 3
     fractional = fits(augmented("data.augment.translate=2")[0])[:, 2]
     assert not np.allclose(fractional, np.round(fractional))  # without it: sub-pixel shifts
+    angle, _, shift, _ = fits(augmented("data.augment.translate=2", "data.augment.whole_pixels=true",
+                                        "data.augment.rotate=10")[0]).T
+    assert np.abs(angle).max() > 1  # rotated, and still shifted by whole pixels
+    np.testing.assert_allclose(shift, np.round(shift), atol=1e-9)
+    assert np.abs(shift).max() <= 2 + 1e-9
     assert_validation_untouched(data, result)
 
 
