@@ -15,7 +15,7 @@ import pytest
 from mlpspec.checkpoint import Checkpoint
 from mlpspec.data.augment import Augmenter, _bilinear, _gaussian_matrix, is_active
 from mlpspec.data.prepare import Prepared, Scaling, fit_scaling, one_hot
-from mlpspec.errors import SpecError
+from mlpspec.errors import SpecError, TrainingError
 from mlpspec.pipeline import stage_keys
 from mlpspec.spec import parse_spec
 from mlpspec.spec.model import AugmentSpec
@@ -177,7 +177,7 @@ def test_augmentation_needs_image_samples():
     data = pictures()
     flat = Prepared(data.x_train, data.y_train, data.t_train, data.x_val, data.y_val,
                     data.x_test, data.y_test, 3, data.class_names, (64,), UNIT)
-    with pytest.raises(Exception, match=r"data.augment: expected 2-D image samples"):
+    with pytest.raises(TrainingError, match=r"data.augment: expected 2-D image samples"):
         fit(spec(*AUGMENT), flat)
 
 
@@ -216,9 +216,19 @@ def test_interrupted_run_resumes_bit_for_bit_through_checkpoint_files(tmp_path, 
 
 
 def test_defaults_leave_existing_specs_unchanged():
+    """A spec without `[data.augment]` or `[train.averaging]` trains as before they
+    existed: nothing distorts the images (any distortion needs 2-D samples, so
+    flat ones would be refused) and the weights are the last epoch's, not a mean."""
     parsed = spec()
-    assert parsed.data.augment == AugmentSpec()
-    assert parsed.train.averaging.last_epochs == 0
+    augment = parsed.data.augment
+    assert (augment.translate, augment.rotate, augment.scale, augment.elastic_alpha) == (0, 0, 0, 0)
+    data = pictures()
+    flat = Prepared(data.x_train, data.y_train, data.t_train, data.x_val, data.y_val,
+                    data.x_test, data.y_test, 3, data.class_names, (64,), UNIT)
+    plain = fit(parsed, data)
+    assert weights(fit(parsed, flat)) == weights(plain)
+    assert weights(fit(spec("train.averaging.last_epochs=2"), data)) != weights(plain)
+    assert weights(fit(spec("train.averaging.last_epochs=1"), data)) == weights(plain)
 
 
 @pytest.mark.parametrize("overrides, expected", [

@@ -118,8 +118,11 @@ def test_changing_the_network_reruns_training_not_data(project):
 
 
 def test_changing_the_seed_reruns_the_split_and_training(project):
-    run(project)
-    assert statuses(run(project, "seed=2"))["preprocess"] == "ran"
+    first = run(project)
+    second = run(project, "seed=2")
+    assert statuses(second) == {"load": "cached", "preprocess": "ran", "train": "ran",
+                                "evaluate": "ran", "export": "ran"}
+    assert trained_weights(project, second) != trained_weights(project, first)
 
 
 def test_changed_data_file_reruns_everything(project):

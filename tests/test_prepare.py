@@ -79,3 +79,20 @@ def test_unit_scaling_and_one_hot():
     scaling = fit_scaling("unit", np.zeros((3, 2)))
     assert scaling.apply(np.array([[0, 255]], np.uint8), np.float32).tolist() == [[0.0, 1.0]]
     assert one_hot(np.array([2, 0]), 3, np.float32).tolist() == [[0, 0, 1], [1, 0, 0]]
+    # Through `prepare`, as the pipeline calls it: the spec keys pick the encoding.
+    rng = np.random.default_rng(1)
+    raw = RawDataset("t", rng.integers(0, 256, (20, 2, 2)).astype(np.uint8), np.arange(20) % 10,
+                     rng.integers(0, 256, (10, 2, 2)).astype(np.uint8), np.arange(10), 10,
+                     tuple("0123456789"), {})
+    for encode in (True, False):
+        spec = parse_spec(MINIMAL, "s.toml", ['data.preprocess.scale="unit"',
+                                              f"data.preprocess.one_hot={str(encode).lower()}",
+                                              "data.validation.size=4"])
+        data = prepare(raw, spec.data, seed=0, dtype="float32")
+        np.testing.assert_allclose(data.x_train, raw.x_train.reshape(20, 4) / 255, rtol=1e-6)
+        if encode:
+            assert data.t_train.shape == (20, 10) and data.t_train.dtype == np.float32
+            assert data.t_train.argmax(axis=1).tolist() == raw.y_train.tolist()
+            assert data.t_train.sum(axis=1).tolist() == [1.0] * 20
+        else:
+            assert data.t_train.tolist() == raw.y_train.tolist()
