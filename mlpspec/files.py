@@ -23,7 +23,21 @@ def save_arrays(folder: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """One `<name>.npy` per array under `folder` (created if needed)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, array in arrays.items():
-        np.save(folder / f"{name}.npy", np.asarray(array), allow_pickle=False)
+        with open(folder / f"{name}.npy", "wb") as stream:
+            np.save(_Writes(stream), np.asarray(array), allow_pickle=False)
+
+
+class _Writes:
+    """A stream numpy can only `write` to.
+
+    Given a real file, `np.save` writes through a duplicated C `FILE*` and
+    ignores the error of its final flush: a disk that fills up in the last
+    few kB leaves a truncated .npy and no exception, and a cache would store
+    it as complete. Through `write`, Python raises the error.
+    """
+
+    def __init__(self, stream):
+        self.write = stream.write
 
 
 def load_arrays(folder: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:

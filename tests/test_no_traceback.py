@@ -160,11 +160,6 @@ def test_full_cache_disk_is_a_message_and_keeps_finished_stages(tiny):
 
 
 @pytest.mark.skipif(resource is None, reason="needs RLIMIT_FSIZE")
-@pytest.mark.xfail(strict=False, reason=(
-    "numpy's np.save to a path (ndarray.tofile through a dup'ed FILE*) ignores the error of "
-    "its final flush, so a disk that fills up in the last few KB of an array leaves a "
-    "truncated .npy without an exception, and the cache stores it as complete; the fix "
-    "belongs in mlpspec/pipeline.py _save_arrays (owned by another change)"))
 def test_full_disk_inside_an_array_never_stores_a_truncated_entry(tiny):
     # 2000 bytes: x_train.npy of the load stage (2048 bytes) is cut short.
     failed = _cli_with_file_size_limit(2000, "run", "spec.toml", "--cache-dir", "cache",
