@@ -278,7 +278,18 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    return manifest if isinstance(manifest, dict) else None
+    return manifest if _well_formed(manifest) else None
+
+
+def _well_formed(manifest: Any) -> bool:
+    """A manifest as `put` writes it; anything else (edited by hand, damaged) is no entry."""
+    if not isinstance(manifest, dict):
+        return False
+    created, files = manifest.get("created", 0.0), manifest.get("files", {})
+    if isinstance(created, bool) or not isinstance(created, (int, float)) or not isinstance(files, dict):
+        return False
+    return all(isinstance(info, dict) and type(info.get("size")) is int
+               and isinstance(info.get("sha256"), str) for info in files.values())
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -9,6 +9,7 @@ traceback is printed.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import signal
 import subprocess
@@ -347,3 +348,16 @@ def test_closed_output_is_a_message():
     assert process.wait(timeout=60) == 2, stderr
     assert "error: the output was closed before everything was written" in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("damage", [{"files": ["x.npy"]}, {"created": "yesterday"},
+                                    {"files": {"x.npy": {"size": "big", "sha256": "0"}}}])
+def test_a_hand_edited_manifest_is_no_entry(tiny, damage):
+    cache = tiny / "cache"
+    invoke("run", tiny / "spec.toml", "--cache-dir", cache, "--out", tiny / "out")
+    manifest = next(cache.glob("load/*/manifest.json"))
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), **damage}))
+    listed = invoke("cache", "ls", "--cache-dir", cache)
+    assert listed.exit_code == 0 and "4 entries" in listed.output, listed.output
+    again = invoke("run", tiny / "spec.toml", "--cache-dir", cache, "--out", tiny / "out")
+    assert again.exit_code == 0, again.output
