@@ -37,7 +37,7 @@ from mlpspec.spec import model, render_spec
 from mlpspec.spec.schema import unstructure
 
 STAGES = ("load", "preprocess", "train", "evaluate", "export")
-STAGE_VERSIONS = {"load": 1, "preprocess": 1, "train": 1, "evaluate": 1, "export": 1}
+STAGE_VERSIONS = {"load": 1, "preprocess": 2, "train": 1, "evaluate": 1, "export": 2}
 CONSUMES = {
     "load": (),
     "preprocess": ("load",),
@@ -219,7 +219,8 @@ class Pipeline:
             _write_json(folder / "meta.json", {
                 "name": meta["name"], "classes": data.classes, "class_names": list(data.class_names),
                 "sample_shape": list(data.sample_shape), "scaling": data.scaling.kind,
-                "one_hot": self.spec.data.preprocess.one_hot, "checksums": meta["checksums"]})
+                "one_hot": self.spec.data.preprocess.one_hot, "checksums": meta["checksums"],
+                "raw_input": data.raw_input.to_meta()})
 
         self._values["prepared"] = data
         return "ran", write
@@ -280,11 +281,13 @@ class Pipeline:
         return "ran", write
 
     def _compute_export(self):
+        from mlpspec.data.prepare import RawInput
         from mlpspec.export import model_to_bytes
 
         meta = _read_json(self._entries["preprocess"].file("meta.json"))
         metrics = _read_json(self._entries["evaluate"].file("metrics.json"))
         blob = model_to_bytes(self.network(), self.spec, scaling=self.scaling(),
+                              raw_input=RawInput.from_meta(meta["raw_input"]),
                               sample_shape=tuple(meta["sample_shape"]),
                               class_names=tuple(meta["class_names"]),
                               metrics=_headline(metrics), checksums=meta["checksums"],

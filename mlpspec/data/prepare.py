@@ -72,6 +72,35 @@ class Scaling:
 
 
 @attrs.frozen(eq=False)
+class RawInput:
+    """What the raw training samples looked like: the model file's input contract.
+
+    `dtype` is the NumPy name of the samples' dtype as the data source gave
+    them (`"uint8"` for MNIST, `"float64"` from CSV); `minimum` and `maximum`
+    are float64 `(n_features,)`, each feature's range over the training split.
+    """
+
+    dtype: str
+    minimum: np.ndarray
+    maximum: np.ndarray
+
+    @classmethod
+    def of(cls, x_train: np.ndarray) -> RawInput:
+        """The contract of raw training samples `(n, n_features)` (n >= 1)."""
+        return cls(x_train.dtype.name, x_train.min(axis=0).astype(np.float64),
+                   x_train.max(axis=0).astype(np.float64))
+
+    def to_meta(self) -> dict:
+        """As JSON-ready data (exact: JSON keeps every float64)."""
+        return {"dtype": self.dtype, "min": self.minimum.tolist(), "max": self.maximum.tolist()}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> RawInput:
+        return cls(meta["dtype"], np.array(meta["min"], dtype=np.float64),
+                   np.array(meta["max"], dtype=np.float64))
+
+
+@attrs.frozen(eq=False)
 class Prepared:
     """Network-ready splits.
 
@@ -79,6 +108,8 @@ class Prepared:
     `(n,)`; `t_train` are the training targets the loss sees: one-hot
     `(n, classes)` in the compute dtype, or the labels themselves.
     Validation arrays are empty (0 rows) when the spec takes no validation set.
+    `raw_input` describes the raw training split (None when not known, as for
+    arrays read back from the cache).
     """
 
     x_train: np.ndarray
@@ -92,6 +123,7 @@ class Prepared:
     class_names: tuple[str, ...]
     sample_shape: tuple[int, ...]
     scaling: Scaling
+    raw_input: RawInput | None = None
 
 
 def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dtype) -> Prepared:
@@ -108,6 +140,7 @@ def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dt
     if x_train.ndim != 2:
         raise DataError(f"data.preprocess.flatten: dense layers take flat inputs and "
                         f"{raw.name} samples have shape {raw.sample_shape}; set flatten = true")
+    raw_input = RawInput.of(x_train.reshape(len(x_train), -1))
     scaling = fit_scaling(data.preprocess.scale, x_train)
     x_train, x_val, x_test = (scaling.apply(x, dtype) for x in (x_train, x_val, x_test))
     if data.preprocess.one_hot:
@@ -115,7 +148,7 @@ def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dt
     else:
         t_train = y_train
     return Prepared(x_train, y_train, t_train, x_val, y_val, x_test, y_test, raw.classes,
-                    raw.class_names, raw.sample_shape, scaling)
+                    raw.class_names, raw.sample_shape, scaling, raw_input)
 
 
 def split_validation(raw: RawDataset, validation: model.ValidationSpec, seed: int):
