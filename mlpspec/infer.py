@@ -616,7 +616,7 @@ class Model:
         if np.any(low > high):
             j = int(np.argmax(low > high))
             raise ModelFormatError(f"{path}.min.data", f"expected min <= max for every feature, found "
-                                                       f"{low[j]!r} > {high[j]!r} for feature {j}")
+                                                       f"{float(low[j])!r} > {float(high[j])!r} for feature {j}")
         self.input_contract = {"dtype": dtype_name, "min": low, "max": high}
         self._bounds = _contract_bounds(dtype_name, low, high, self.scaling)
 
