@@ -785,32 +785,37 @@ class Model:
         trained on an integer dtype must be whole numbers within that dtype's
         range; every value must lie within the accepted range of its feature.
         """
+        if flat.size == 0:
+            return
         bounds, contract = self._bounds, self.input_contract
         trained = contract["dtype"]
         own = _integer_range(flat.dtype)
+        low, high, low_max, high_min = bounds["prepared" if prepared else "raw"]
+        # Reductions first (no array-sized temporaries); the masks only to name a culprit.
         if not prepared and bounds["whole"] is not None:
             lowest, highest = bounds["whole"]
             if own is None:
-                fraction = flat != np.floor(flat)
+                fraction = np.floor(flat)
+                np.subtract(flat, fraction, out=fraction)
                 if fraction.any():
-                    self._refuse(flat, fraction, single, prepared, lambda v, j: (
+                    self._refuse(flat, flat != np.floor(flat), single, prepared, lambda v, j: (
                         f"{float(v)!r} is not a whole number, but the model was trained on raw "
                         f"{trained} values ({_num(contract['min'].min())} to "
                         f"{_num(contract['max'].max())}); these look already scaled. Pass raw "
                         f"samples as the data source gives them, or prepared features to "
                         f"predict_prepared()"))
             if own is None or own[0] < lowest or own[1] > highest:
-                outside = (flat < float(lowest)) | (flat > float(highest))
-                if outside.any():
-                    self._refuse(flat, outside, single, prepared, lambda v, j: (
-                        f"{_num(v)} is outside the range of {trained} ({lowest} to {highest}), "
-                        f"the raw values the model was trained on"))
-        low, high, low_max, high_min = bounds["prepared" if prepared else "raw"]
+                if float(flat.min()) < lowest or float(flat.max()) > highest:
+                    self._refuse(flat, (flat < float(lowest)) | (flat > float(highest)), single,
+                                 prepared, lambda v, j: (
+                                     f"{_num(v)} is outside the range of {trained} ({lowest} to "
+                                     f"{highest}), the raw values the model was trained on"))
+            own = (lowest, highest)  # what the values are known to lie within now
         if own is not None and own[0] >= low_max and own[1] <= high_min:
-            return  # every value of this dtype is accepted (uint8 pixels, say)
-        outside = (flat < low) | (flat > high)
-        if not outside.any():
+            return  # every value of this range is accepted (uint8 pixels, say)
+        if not (np.any(flat.min(axis=0) < low) or np.any(flat.max(axis=0) > high)):
             return
+        outside = (flat < low) | (flat > high)
         if prepared:
             self._refuse(flat, outside, single, prepared, lambda v, j: (
                 f"{_num(v)} is far outside the prepared values this feature had in training "
