@@ -217,3 +217,25 @@ def test_evaluate_out_must_not_be_a_file(tabular_run, tmp_path):
     assert result.exit_code == 2
     assert result.output == f"error: --out {tmp_path / 'taken'}: exists and is not a folder\n"
     assert (tmp_path / "taken").read_text() == "mine"
+
+
+@pytest.mark.parametrize("outputs", [5, 12])
+def test_evaluate_on_mnist_refuses_a_model_with_another_class_count(mnist_env, tmp_path, outputs):
+    """5 outputs used to end in an IndexError, 12 in a plausible score of unrelated labels."""
+    from mlpspec.data.prepare import RawInput, Scaling
+    from mlpspec.export import model_to_bytes
+    from mlpspec.spec import parse_spec
+
+    head = npz_spec("n", inputs=784).replace("classes = 3", f"classes = {outputs}")
+    spec = parse_spec(head + f'[[network.layers]]\ntype = "dense.v1"\nunits = {outputs}\n[train]\nepochs = 1\n',
+                      "n.toml")
+    data = model_to_bytes(build_network(spec), spec, scaling=Scaling("unit", np.array(0.0), np.array(255.0)),
+                          raw_input=RawInput("uint8", np.zeros(784), np.full(784, 255.0)),
+                          sample_shape=(28, 28), class_names=tuple(map(str, range(outputs))),
+                          metrics={}, checksums={}, cache_key="k")
+    (tmp_path / "model.mlpm").write_bytes(data)
+    result = invoke("evaluate", tmp_path / "model.mlpm", "--on", "mnist", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.output == (f"error: {tmp_path / 'model.mlpm'}: the model has {outputs} classes (outputs) "
+                             f"and the data of mnist has 10; a score would compare unrelated labels\n")
+    assert not (tmp_path / "out").exists()
