@@ -88,6 +88,7 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling, raw_
             },
             "input": {
                 "dtype": str(raw_input.dtype),
+                "whole": bool(raw_input.whole),
                 "min": infer.tensor_entry(np.asarray(raw_input.minimum, dtype=np.float64)),
                 "max": infer.tensor_entry(np.asarray(raw_input.maximum, dtype=np.float64)),
             },

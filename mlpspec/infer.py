@@ -456,7 +456,7 @@ LAYER_TYPES = ("dense.v1", "batchnorm.v1", *_ACTIVATIONS)
 # ---------------------------------------------------------------- the input contract
 
 #: Raw sample dtypes a contract may name (NumPy names). For the integer ones
-#: (and bool) every value must be a whole number within the dtype's range.
+#: (and bool) every value must also lie within the dtype's range.
 _RAW_DTYPES = ("bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
                "float16", "float32", "float64")
 
@@ -471,7 +471,8 @@ def _integer_range(dtype: np.dtype) -> tuple[int, int] | None:
     return None
 
 
-def _contract_bounds(dtype_name: str, low: np.ndarray, high: np.ndarray, scaling: dict) -> dict[str, Any]:
+def _contract_bounds(dtype_name: str, whole: bool, low: np.ndarray, high: np.ndarray,
+                     scaling: dict) -> dict[str, Any]:
     """What raw and prepared values a model accepts, from its training range `low..high`.
 
     In scaled units (after the stored scaling) each feature's training range
@@ -482,6 +483,7 @@ def _contract_bounds(dtype_name: str, low: np.ndarray, high: np.ndarray, scaling
     training range by at least that range's own width, and all features by the
     spread of the widest), while raw values given as prepared features or the
     other way round land far outside them for any scaling that changes values.
+    `whole`: raw values must be whole numbers; `domain`: the integer dtype's range.
     """
     if scaling["kind"] == "none":
         offset, scale = np.zeros(1), np.ones(1)
@@ -499,7 +501,8 @@ def _contract_bounds(dtype_name: str, low: np.ndarray, high: np.ndarray, scaling
         prepared_low = _nan_to(scaled_low - margin, -np.inf)
         prepared_high = _nan_to(scaled_high + margin, np.inf)
     raw_low, raw_high = np.broadcast_to(raw_low, low.shape), np.broadcast_to(raw_high, low.shape)
-    return {"whole": _integer_range(np.dtype(dtype_name)), "scaled": (scaled_low, scaled_high),
+    return {"whole": whole, "domain": _integer_range(np.dtype(dtype_name)),
+            "scaled": (scaled_low, scaled_high),
             "raw": (raw_low, raw_high, float(raw_low.max()), float(raw_high.min())),
             "prepared": (prepared_low, prepared_high, float(prepared_low.max()),
                          float(prepared_high.min()))}
@@ -542,8 +545,9 @@ class Model:
     (name -> read-only array), `parameter_count` (trained values: dense W and
     b, batchnorm gamma and beta; running statistics excluded), `metrics`,
     `provenance` (`{"spec", "checksums", "cache_key"}`), `input_contract`
-    (`{"dtype", "min", "max"}`: the raw training inputs' dtype name and
-    per-feature range as float64 `(inputs,)`; None for a format 1.0 file).
+    (`{"dtype", "whole", "min", "max"}`: the raw training inputs' dtype
+    name, whether they were all whole numbers, and the range of each feature
+    as float64 `(inputs,)`; None for a format 1.0 file).
     """
 
     def __init__(self, document: dict[str, Any]):
@@ -590,8 +594,8 @@ class Model:
     def _read_input_contract(self, table: dict) -> None:
         """`preprocessing.input` (format 1.1): the raw training inputs' dtype and range.
 
-        Sets `input_contract` (`{"dtype", "min", "max"}`, per-feature float64
-        `(inputs,)`, or None for a 1.0 file) and the bounds `_inputs` checks
+        Sets `input_contract` (`{"dtype", "whole", "min", "max"}`, the range
+        per feature as float64 `(inputs,)`; None for a 1.0 file) and the bounds `_inputs` checks
         samples against (see `_contract_bounds`).
         """
         path = "preprocessing.input"
@@ -607,6 +611,10 @@ class Model:
         if dtype_name not in _RAW_DTYPES:
             raise ModelFormatError(f"{path}.dtype", f"expected one of {', '.join(_RAW_DTYPES)}, "
                                                     f"found {_show(dtype_name)}")
+        whole = _field(contract, "whole", path, bool)
+        if not whole and _integer_range(np.dtype(dtype_name)) is not None:
+            raise ModelFormatError(f"{path}.whole", f"expected true ({dtype_name} values are whole "
+                                                    f"numbers), found false")
         features = math.prod(self.sample_shape)
         low, high = (_tensor(_field(contract, key, path, dict), f"{path}.{key}", (features,))
                      .astype(np.float64) for key in ("min", "max"))
@@ -617,8 +625,8 @@ class Model:
             j = int(np.argmax(low > high))
             raise ModelFormatError(f"{path}.min.data", f"expected min <= max for every feature, found "
                                                        f"{float(low[j])!r} > {float(high[j])!r} for feature {j}")
-        self.input_contract = {"dtype": dtype_name, "min": low, "max": high}
-        self._bounds = _contract_bounds(dtype_name, low, high, self.scaling)
+        self.input_contract = {"dtype": dtype_name, "whole": whole, "min": low, "max": high}
+        self._bounds = _contract_bounds(dtype_name, whole, low, high, self.scaling)
 
     def _read_architecture(self, table: dict, tensors: dict) -> None:
         path = "architecture"
@@ -782,8 +790,9 @@ class Model:
         """Refuse values the model cannot have been trained on (see `_contract_bounds`).
 
         `flat` is `(n, inputs)` in the caller's dtype. Raw values of a model
-        trained on an integer dtype must be whole numbers within that dtype's
-        range; every value must lie within the accepted range of its feature.
+        trained on whole numbers only must be whole numbers (within the
+        dtype's range, for an integer dtype); every value must lie within the
+        accepted range of its feature.
         """
         if flat.size == 0:
             return
@@ -792,18 +801,19 @@ class Model:
         own = _integer_range(flat.dtype)
         low, high, low_max, high_min = bounds["prepared" if prepared else "raw"]
         # Reductions first (no array-sized temporaries); the masks only to name a culprit.
-        if not prepared and bounds["whole"] is not None:
-            lowest, highest = bounds["whole"]
-            if own is None:
-                fraction = np.floor(flat)
-                np.subtract(flat, fraction, out=fraction)
-                if fraction.any():
-                    self._refuse(flat, flat != np.floor(flat), single, prepared, lambda v, j: (
-                        f"{float(v)!r} is not a whole number, but the model was trained on raw "
-                        f"{trained} values ({_num(contract['min'].min())} to "
-                        f"{_num(contract['max'].max())}); these look already scaled. Pass raw "
-                        f"samples as the data source gives them, or prepared features to "
-                        f"predict_prepared()"))
+        if not prepared and bounds["whole"] and own is None:
+            fraction = np.floor(flat)
+            np.subtract(flat, fraction, out=fraction)
+            if fraction.any():
+                kind = "" if bounds["domain"] else " that were all whole numbers"
+                self._refuse(flat, flat != np.floor(flat), single, prepared, lambda v, j: (
+                    f"{float(v)!r} is not a whole number, but the model was trained on raw "
+                    f"{trained} values{kind} ({_num(contract['min'].min())} to "
+                    f"{_num(contract['max'].max())}); these look already scaled. Pass raw "
+                    f"samples as the data source gives them, or prepared features to "
+                    f"predict_prepared()"))
+        if not prepared and bounds["domain"] is not None:
+            lowest, highest = bounds["domain"]
             if own is None or own[0] < lowest or own[1] > highest:
                 if float(flat.min()) < lowest or float(flat.max()) > highest:
                     self._refuse(flat, (flat < float(lowest)) | (flat > float(highest)), single,
@@ -913,7 +923,7 @@ class Model:
 
         Values are plain JSON whatever the file holds: bytes become
         `"<N bytes>"` and NaN or infinite floats become None. `input` is the
-        contract in brief (`{"dtype", "min", "max"}`, over all features), None
+        contract in brief (`{"dtype", "whole", "min", "max"}`, over all features), None
         for a format 1.0 file.
         """
         contract = self.input_contract
@@ -923,6 +933,7 @@ class Model:
             "inputs": self.inputs,
             "sample_shape": list(self.sample_shape),
             "input": None if contract is None else {"dtype": contract["dtype"],
+                                                    "whole": contract["whole"],
                                                     "min": float(contract["min"].min()),
                                                     "max": float(contract["max"].max())},
             "scaling": self.scaling["kind"],

@@ -95,7 +95,8 @@ def to_onnx(model: Model) -> bytes:
                                        "offset": scaling["offset"].tolist(),
                                        "scale": scaling["scale"].tolist()}),
         "mlpspec.input": json.dumps(None if contract is None else {
-            "dtype": contract["dtype"], "min": contract["min"].tolist(), "max": contract["max"].tolist()}),
+            "dtype": contract["dtype"], "whole": contract["whole"], "min": contract["min"].tolist(),
+            "max": contract["max"].tolist()}),
         "mlpspec.format_version": ".".join(map(str, model.format_version)),
     })
     onnx.checker.check_model(onnx_model, full_check=True)

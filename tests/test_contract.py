@@ -169,7 +169,7 @@ def test_the_contract_is_stored(tabular_run):
     model = infer.load(tabular_run[2])
     assert model.format_version == (1, 1)
     contract = model.input_contract
-    assert contract["dtype"] == "float64"
+    assert contract["dtype"] == "float64" and contract["whole"] is False
     x_train, _ = tabular_rows(0, 240)
     # The training split: the 240 rows less the 30 held out for validation.
     assert np.all(contract["min"] >= x_train.min(axis=0)) and np.all(contract["max"] <= x_train.max(axis=0))
@@ -230,7 +230,7 @@ def test_evaluate_on_mnist_refuses_a_model_with_another_class_count(mnist_env, t
     spec = parse_spec(head + f'[[network.layers]]\ntype = "dense.v1"\nunits = {outputs}\n[train]\nepochs = 1\n',
                       "n.toml")
     data = model_to_bytes(build_network(spec), spec, scaling=Scaling("unit", np.array(0.0), np.array(255.0)),
-                          raw_input=RawInput("uint8", np.zeros(784), np.full(784, 255.0)),
+                          raw_input=RawInput("uint8", True, np.zeros(784), np.full(784, 255.0)),
                           sample_shape=(28, 28), class_names=tuple(map(str, range(outputs))),
                           metrics={}, checksums={}, cache_key="k")
     (tmp_path / "model.mlpm").write_bytes(data)
@@ -239,3 +239,31 @@ def test_evaluate_on_mnist_refuses_a_model_with_another_class_count(mnist_env, t
     assert result.output == (f"error: {tmp_path / 'model.mlpm'}: the model has {outputs} classes (outputs) "
                              f"and the data of mnist has 10; a score would compare unrelated labels\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_float_pixels_that_were_whole_numbers_refuse_fractions():
+    """Pixels read from a CSV file are float64 but whole: scaled pixels are refused all the same."""
+    from mlpspec.data.load import RawDataset
+    from mlpspec.data.prepare import RawInput
+    from mlpspec.spec import parse_spec
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (40, 4, 4)).astype(np.float64)
+    labels = np.arange(40) % 3
+    spec = parse_spec(npz_spec("px", inputs=16, data='[data.validation]\ntake_from = "none"\n')
+                      + '[[network.layers]]\ntype = "dense.v1"\nunits = 3\n[train]\nepochs = 1\n', "px.toml")
+    raw = RawDataset("csv", pixels, labels, pixels, labels, 3, ("a", "b", "c"), {})
+    data = prepare(raw, spec.data, spec.seed, "float32")
+    assert data.raw_input.whole and data.raw_input.dtype == "float64"
+    assert not RawInput.of(pixels.reshape(40, 16) + 0.5).whole
+
+    from mlpspec.export import model_to_bytes
+
+    model = infer.load(model_to_bytes(build_network(spec), spec, scaling=data.scaling,
+                                      raw_input=data.raw_input, sample_shape=(4, 4),
+                                      class_names=("a", "b", "c"), metrics={}, checksums={}, cache_key="k"))
+    np.testing.assert_array_equal(model.predict(pixels.astype(np.uint8)), model.predict(pixels))
+    with pytest.raises(infer.InputError, match=r"is not a whole number, but the model was trained on raw "
+                                               r"float64 values that were all whole numbers \(0 to 255\); "
+                                               r"these look already scaled"):
+        model.predict(pixels / 255)

@@ -33,7 +33,7 @@ PINNED_INPUTS = np.arange(2 * 16, dtype=np.uint8).reshape(2, 4, 4) * 7
 PINNED_LOGITS = [[-0.18237854540348053, -1.3568964004516602, 1.08650803565979],
                  [-0.17972785234451294, -1.3429744243621826, 1.046987533569336]]
 V1_1 = MODEL_FILES / "v1.1.mlpm"
-V1_1_SHA256 = "d05dabdced2cfb55c819e0a6bc66dc8bc2a812829e7c98f9c7c04a8903c1b276"
+V1_1_SHA256 = "3d12cb9754b44cc714a88358c6515e7652bfad8d3d4346118fc4d042e06ad0be"
 V1_1_INPUTS = np.array([[12.5, 1.5, 95.0, 0.25, 500.0, -6.0],
                         [14.0, 4.0, 130.0, 0.5, 1200.0, -1.0]])
 V1_1_LOGITS = [[-0.5872359871864319, 0.15030035376548767, 0.6569898724555969],
@@ -59,7 +59,7 @@ def small_model_bytes(spec_text: str = SMALL_SPEC, *, sample_shape=(2, 3), scali
     spec = parse_spec(spec_text, "small.toml")
     features = int(np.prod(sample_shape))
     arguments = dict(scaling=scaling or Scaling("unit", np.array(0.0), np.array(255.0)),
-                     raw_input=RawInput("uint8", np.zeros(features), np.full(features, 255.0)),
+                     raw_input=RawInput("uint8", True, np.zeros(features), np.full(features, 255.0)),
                      sample_shape=sample_shape, class_names=classes,
                      metrics={"accuracy": 0.5, "per_class": {"f1": [0.1, 0.2, np.float32(0.25)]}},
                      checksums={"train.npz": "1" * 64}, cache_key="c0ffee")
@@ -134,7 +134,7 @@ def test_v1_1_file_loads_with_pinned_outputs_and_contract():
     assert model.classes == ("class_0", "class_1", "class_2")
     assert model.sample_shape == (6,) and model.scaling["kind"] == "standardize"
     contract = model.input_contract
-    assert contract["dtype"] == "float64"
+    assert contract["dtype"] == "float64" and contract["whole"] is False
     assert contract["min"].tolist() == [11.0, 0.75, 70.0, 0.125, 278.0, -10.0]
     assert contract["max"].tolist() == [14.75, 5.75, 162.0, 0.625, 1680.0, 0.5]
     np.testing.assert_allclose(model.logits(V1_1_INPUTS), V1_1_LOGITS, rtol=1e-6)
@@ -311,6 +311,11 @@ FIELD_ERRORS = [
      r"^preprocessing.input: expected a map, found a list"),
     (lambda d: d["preprocessing"]["input"].update(dtype="complex64"),
      r"^preprocessing.input.dtype: expected one of bool, uint8, .*, float64, found a string 'complex64'"),
+    (lambda d: d["preprocessing"]["input"].pop("whole"), r"^preprocessing.input.whole: missing$"),
+    (lambda d: d["preprocessing"]["input"].update(whole=1),
+     r"^preprocessing.input.whole: expected a boolean, found an integer 1$"),
+    (lambda d: d["preprocessing"]["input"].update(whole=False),
+     r"^preprocessing.input.whole: expected true \(uint8 values are whole numbers\), found false$"),
     (lambda d: d["preprocessing"]["input"].update(min=infer.tensor_entry(np.zeros(5))),
      r"^preprocessing.input.min.shape: expected \[6\], found \[5\]"),
     (lambda d: d["preprocessing"]["input"].update(max=infer.tensor_entry(np.full(6, np.nan))),

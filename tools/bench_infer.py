@@ -72,7 +72,7 @@ def build_model(arch: str, folder: Path) -> tuple[Path, Path, int]:
     side = int(round(sizes[0] ** 0.5))
     shape = (side, side) if side * side == sizes[0] else (sizes[0],)
     data = model_to_bytes(network, spec, scaling=Scaling("unit", np.array(0.0), np.array(255.0)),
-                          raw_input=RawInput("uint8", np.zeros(sizes[0]), np.full(sizes[0], 255.0)),
+                          raw_input=RawInput("uint8", True, np.zeros(sizes[0]), np.full(sizes[0], 255.0)),
                           sample_shape=shape, class_names=tuple(map(str, range(sizes[-1]))),
                           metrics={}, checksums={}, cache_key="bench")
     model_path = write_model(folder / "bench.mlpm", data)

@@ -76,27 +76,32 @@ class RawInput:
     """What the raw training samples looked like: the model file's input contract.
 
     `dtype` is the NumPy name of the samples' dtype as the data source gave
-    them (`"uint8"` for MNIST, `"float64"` from CSV); `minimum` and `maximum`
-    are float64 `(n_features,)`, each feature's range over the training split.
+    them (`"uint8"` for MNIST, `"float64"` from CSV); `whole` whether every
+    value was a whole number (pixels read from a CSV file are); `minimum` and
+    `maximum` are float64 `(n_features,)`, each feature's range over the
+    training split.
     """
 
     dtype: str
+    whole: bool
     minimum: np.ndarray
     maximum: np.ndarray
 
     @classmethod
     def of(cls, x_train: np.ndarray) -> RawInput:
         """The contract of raw training samples `(n, n_features)` (n >= 1)."""
-        return cls(x_train.dtype.name, x_train.min(axis=0).astype(np.float64),
+        whole = x_train.dtype.kind != "f" or bool(np.all(np.floor(x_train) == x_train))
+        return cls(x_train.dtype.name, whole, x_train.min(axis=0).astype(np.float64),
                    x_train.max(axis=0).astype(np.float64))
 
     def to_meta(self) -> dict:
         """As JSON-ready data (exact: JSON keeps every float64)."""
-        return {"dtype": self.dtype, "min": self.minimum.tolist(), "max": self.maximum.tolist()}
+        return {"dtype": self.dtype, "whole": self.whole, "min": self.minimum.tolist(),
+                "max": self.maximum.tolist()}
 
     @classmethod
     def from_meta(cls, meta: dict) -> RawInput:
-        return cls(meta["dtype"], np.array(meta["min"], dtype=np.float64),
+        return cls(meta["dtype"], meta["whole"], np.array(meta["min"], dtype=np.float64),
                    np.array(meta["max"], dtype=np.float64))
 
 

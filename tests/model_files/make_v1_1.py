@@ -69,7 +69,7 @@ def build() -> bytes:
     network.load_state_dict(state)
     return model_to_bytes(
         network, spec, scaling=Scaling("standardize", MEAN, STD),
-        raw_input=RawInput("float64", MINIMUM, MAXIMUM), sample_shape=(6,),
+        raw_input=RawInput("float64", False, MINIMUM, MAXIMUM), sample_shape=(6,),
         class_names=("class_0", "class_1", "class_2"),
         metrics={"accuracy": 0.9375, "loss": 0.25, "samples": 16},
         checksums={"test": "1" * 64, "train": "e" * 64}, cache_key="cd" * 32)
