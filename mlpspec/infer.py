@@ -38,7 +38,7 @@ import stat
 import sys
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import msgpack
 import numpy as np
@@ -595,8 +595,8 @@ class Model:
         """`preprocessing.input` (format 1.1): the raw training inputs' dtype and range.
 
         Sets `input_contract` (`{"dtype", "whole", "min", "max"}`, the range
-        per feature as float64 `(inputs,)`; None for a 1.0 file) and the bounds `_inputs` checks
-        samples against (see `_contract_bounds`).
+        per feature as float64 `(inputs,)`; None for a 1.0 file) and the
+        bounds `_inputs` checks samples against (see `_contract_bounds`).
         """
         path = "preprocessing.input"
         self.input_contract: dict[str, Any] | None = None
@@ -624,7 +624,8 @@ class Model:
         if np.any(low > high):
             j = int(np.argmax(low > high))
             raise ModelFormatError(f"{path}.min.data", f"expected min <= max for every feature, found "
-                                                       f"{float(low[j])!r} > {float(high[j])!r} for feature {j}")
+                                                       f"{float(low[j])!r} > {float(high[j])!r} "
+                                                       f"for feature {j}")
         self.input_contract = {"dtype": dtype_name, "whole": whole, "min": low, "max": high}
         self._bounds = _contract_bounds(dtype_name, whole, low, high, self.scaling)
 
@@ -839,7 +840,7 @@ class Model:
             f"(prepared features go to predict_prepared())"))
 
     def _refuse(self, flat: np.ndarray, bad: np.ndarray, single: bool, prepared: bool,
-                problem: Callable[[Any, int], str]) -> None:
+                problem: Callable[[Any, int], str]) -> NoReturn:
         """Raise `InputError` for the first flagged value, naming where it is and how many more."""
         i, j = (int(k) for k in np.argwhere(bad)[0])
         if prepared or len(self.sample_shape) == 1:
