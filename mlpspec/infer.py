@@ -824,7 +824,14 @@ class Model:
             own = (lowest, highest)  # what the values are known to lie within now
         if own is not None and own[0] >= low_max and own[1] <= high_min:
             return  # every value of this range is accepted (uint8 pixels, say)
-        if not (np.any(flat.min(axis=0) < low) or np.any(flat.max(axis=0) > high)):
+        if flat.dtype.kind == "f" and flat.dtype != low.dtype:
+            # Bounds in the caller's float dtype compare without casting every value
+            # (their rounding moves a limit by one unit in the last place).
+            low, high = self._bounds_as(flat.dtype, prepared)
+        if len(flat) <= SMALL_BATCH:
+            if not (np.less(flat, low).any() or np.greater(flat, high).any()):
+                return
+        elif not (np.less(flat.min(axis=0), low).any() or np.greater(flat.max(axis=0), high).any()):
             return
         outside = (flat < low) | (flat > high)
         if prepared:
@@ -838,6 +845,15 @@ class Model:
             f"({_num(contract['min'][j])} to {_num(contract['max'][j])}; accepted: {_num(low[j])} "
             f"to {_num(high[j])}); the model takes raw samples as the data source gives them "
             f"(prepared features go to predict_prepared())"))
+
+    def _bounds_as(self, dtype: np.dtype, prepared: bool) -> tuple[np.ndarray, np.ndarray]:
+        key = ("prepared" if prepared else "raw", dtype)
+        cast = self._bounds.setdefault("cast", {})
+        if key not in cast:
+            low, high = self._bounds[key[0]][:2]
+            with np.errstate(over="ignore"):  # beyond float16: no limit
+                cast[key] = (low.astype(dtype), high.astype(dtype))
+        return cast[key]
 
     def _refuse(self, flat: np.ndarray, bad: np.ndarray, single: bool, prepared: bool,
                 problem: Callable[[Any, int], str]) -> NoReturn:
