@@ -281,6 +281,10 @@ def test_the_contract_refuses_what_the_model_was_not_trained_on(every_layer):
         model.predict_prepared(x_raw.reshape(6, 20).astype(np.float32))
     # Whole numbers within uint8 in another dtype are the same raw pixels.
     np.testing.assert_array_equal(model.predict(x_raw.astype(np.float16)), model.predict(x_raw))
+    features = model.preprocess(x_raw)
+    for dtype in (np.float16, np.float64):  # prepared features in other float dtypes pass the checks
+        assert model.predict_prepared(features.astype(dtype)).shape == (6,)
+        assert isinstance(model.predict_prepared(features[0].astype(dtype)), int)
 
 
 def test_mse_model_probabilities_are_the_raw_outputs():
