@@ -148,11 +148,19 @@ def evaluate_command(
         "--out", help="Folder for metrics.json and pictures [default: runs/<model>-on-<data>].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
-    """Evaluate a model file on a dataset: metrics.json, confusion.png, errors.png."""
-    from mlpspec.cli_model import load_model
+    """Evaluate a model file on a dataset: metrics.json, confusion.png, errors.png.
+
+    The model takes the dataset's raw samples and applies its own stored
+    preprocessing; samples it was not trained on, or a different number of
+    classes, end in an error.
+    """
+    from mlpspec import infer
+    from mlpspec.cli_model import load_model, printable
     from mlpspec.data.prepare import load_raw, split_validation
     from mlpspec.evaluate import evaluate_model_file
 
+    if out is not None and out.exists() and not out.is_dir():
+        _fail(f"error: --out {out}: exists and is not a folder")
     model = load_model(model_file)
     data_spec, base, spec = _data_target(on, set_, "--on")
     raw = load_raw(data_spec, base)
@@ -165,9 +173,23 @@ def evaluate_command(
     if tuple(images.shape[1:]) != tuple(model.sample_shape):
         _fail(f"error: {model_file}: the model takes samples of shape {tuple(model.sample_shape)}, "
               f"{raw.name} has {tuple(images.shape[1:])}")
+    if model.outputs != raw.classes:
+        _fail(f"error: {model_file}: the model has {model.outputs} classes (outputs) and the data "
+              f"of {label} has {raw.classes}; a score would compare unrelated labels")
+    if tuple(model.classes) != tuple(raw.class_names):
+        typer.echo(f"warning: {model_file}: the model's class names "
+                   f"({printable(', '.join(model.classes))}) differ from the data's "
+                   f"({printable(', '.join(raw.class_names))}); scoring by position", err=True)
     folder = out or Path("runs") / f"{model_file.stem}-on-{label}"
-    result = evaluate_model_file(model, images, labels, raw.class_names, folder,
-                                 f"{model_file.name} on {label} ({split})")
+    if folder.exists() and not folder.is_dir():
+        _fail(f"error: {folder}: exists and is not a folder (choose another with --out)")
+    try:
+        result = evaluate_model_file(model, images, labels, raw.class_names, folder,
+                                     f"{model_file.name} on {label} ({split})")
+    except infer.InputError as error:
+        _fail(f"error: {model_file}: the {split} samples of {label} do not fit the model: {error}")
+    except OSError as error:
+        _fail(f"error: {folder}: cannot write the results: {error.strerror or error}")
     metrics = result["test"]
     if as_json:
         typer.echo(json.dumps({k: metrics[k] for k in ("accuracy", "loss", "samples")}))

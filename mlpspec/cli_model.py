@@ -6,7 +6,10 @@
 Commands stay thin: reading inputs and printing here, the work in
 `mlpspec.infer` and `mlpspec.onnx_export`. NumPy, Pillow and onnx are imported
 inside the commands so `mlpspec --help` stays fast. A bad model file or input
-ends in `error: <file>: <message>` and exit code 2, never a traceback.
+ends in `error: <file>: <message>` and exit code 2, never a traceback. Text
+from a model file (class names, metrics, provenance) reaches the terminal
+through `printable`: control characters and escape sequences are shown
+escaped, never sent.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ def load_model(path: Path):
 
     try:
         return infer.load(path)
-    except infer.ModelFormatError as error:
-        raise ModelFileError(path, str(error)) from None
+    except infer.ModelFormatError as error:  # may quote the file's own strings
+        raise ModelFileError(path, printable(str(error))) from None
     except OSError as error:
         raise ModelFileError(path, f"cannot read the file: {error.strerror or error}") from None
 
@@ -61,7 +64,12 @@ def predict(
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Show the K most likely classes.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")] = False,
 ) -> None:
-    """Classify samples with a model file: prints the top classes of each sample."""
+    """Classify raw samples with a model file: prints the top classes of each sample.
+
+    Samples are raw, as the training data gave them (pixels 0..255, CSV
+    numbers); the model applies its own preprocessing and refuses samples that
+    cannot be what it was trained on.
+    """
     from mlpspec import infer
 
     model = load_model(model_path)
@@ -82,12 +90,12 @@ def predict(
                 typer.echo(json.dumps({"input": str(path), "index": None if single else index,
                                        "top": ranked}))
             else:
-                shown = ", ".join(f"{r['label']} ({r[score_name]:.4g})" for r in ranked)
+                shown = ", ".join(f"{printable(r['label'])} ({r[score_name]:.4g})" for r in ranked)
                 typer.echo(f"{where}: {shown}")
 
 
 def _read_input(path: Path, model):
-    """The samples in `path` as a NumPy array (raw uint8 or preprocessed float)."""
+    """The raw samples in `path` as a NumPy array, in the file's dtype."""
     import numpy as np
 
     if not path.is_file():
@@ -147,23 +155,32 @@ def inspect(
     """Architecture, parameter count, format version, metrics and provenance of a model file."""
     model = load_model(model_path)
     if spec:
-        typer.echo(model.provenance.get("spec", ""), nl=False)
+        text = model.provenance.get("spec", "")
+        if not isinstance(text, str):
+            raise ModelFileError(model_path, f"provenance.spec: expected the spec as text, found "
+                                             f"{type(text).__name__}")
+        typer.echo(printable(text, keep="\n\t"), nl=False)
         return
     if as_json:
-        typer.echo(json.dumps(model.describe(), indent=2))
+        typer.echo(json.dumps(model.describe(), indent=2))  # escapes every control character
         return
     typer.echo(_format_inspect(model))
 
 
 def _format_inspect(model) -> str:
+    """The plain-text summary. Every field `infer.load` accepts prints, whatever its value."""
     major, minor = model.format_version
     scaling = model.scaling
+    contract = model.input_contract
+    raw = ("no input contract (format 1.0)" if contract is None else
+           f"raw {contract['dtype']} {_number(contract['min'].min())}..{_number(contract['max'].max())}")
     lines = [
-        f"format       mlpspec-model {major}.{minor}, written by {model.writer or 'unknown'}",
+        f"format       mlpspec-model {major}.{minor}, written by {printable(model.writer) or 'unknown'}",
         f"input        {' x '.join(map(str, model.sample_shape))} -> {model.inputs} features, "
-        f"scaling {scaling['kind']}",
+        f"{raw}, scaling {scaling['kind']}",
         f"output       {model.outputs} classes ({model.output}"
-        f"{', loss ' + model.loss if model.loss else ''}): {_shorten(', '.join(model.classes))}",
+        f"{', loss ' + printable(model.loss) if model.loss else ''}): "
+        f"{_shorten(printable(', '.join(model.classes)))}",
         f"parameters   {model.parameter_count:,} ({model.dtype.name})",
         "layers",
     ]
@@ -171,29 +188,63 @@ def _format_inspect(model) -> str:
 
     n = model.inputs
     for i, layer in enumerate(model.layers):
-        settings = ", ".join(f"{k}={v}" for k, v in layer["settings"].items())
+        settings = printable(", ".join(f"{k}={_text(v)}" for k, v in layer["settings"].items()))
         layer_op = LAYER_OPS[layer["type"]]  # the reader's table knows which layers resize
         if layer_op.layout is not None:
             width = layer_op.shapes(layer["settings"], n, "")[1]
             shape, n = f"{n} -> {width}", width
         else:
             shape = f"{n}"
-        lines.append(f"  {i:<3} {layer['type']:<14} {shape:<14} {settings}")
+        lines.append(f"  {i:<3} {layer['type']:<14} {shape:<14} {_shorten(settings)}")
     if model.metrics:
         lines.append("metrics")
         for key, value in model.metrics.items():
-            lines.append(f"  {key:<20} {_shorten(json.dumps(value) if not isinstance(value, float) else f'{value:.6g}')}")
+            lines.append(f"  {printable(key):<20} {_shorten(printable(_text(value)))}")
     provenance = model.provenance
     if provenance:
         lines.append("provenance")
         if provenance.get("cache_key"):
-            lines.append(f"  cache key          {provenance['cache_key']}")
-        for name, digest in (provenance.get("checksums") or {}).items():
-            lines.append(f"  sha256 {digest}  {name}")
+            lines.append(f"  cache key          {_shorten(printable(_text(provenance['cache_key'])))}")
+        checksums = provenance.get("checksums")
+        if isinstance(checksums, dict):
+            for name, digest in checksums.items():
+                lines.append(f"  sha256 {_shorten(printable(f'{_text(digest)}  {name}'))}")
+        elif checksums:
+            lines.append(f"  checksums          {_shorten(printable(_text(checksums)))}")
         if provenance.get("spec"):
-            spec_lines = len(str(provenance["spec"]).splitlines())
-            lines.append(f"  spec               {spec_lines} lines of TOML (show with --spec)")
+            spec = provenance["spec"]
+            lines.append(f"  spec               {len(spec.splitlines())} lines of TOML (show with --spec)"
+                         if isinstance(spec, str) else
+                         f"  spec               {_shorten(printable(_text(spec)))} (not text)")
     return "\n".join(lines)
+
+
+def printable(text: str, keep: str = "") -> str:
+    """`text` safe for a terminal: control and other non-printing characters escaped.
+
+    `\\x1b[31m` (an escape sequence), a newline, a bidi override and so on
+    appear as Python escapes (`\\x1b`, `\\n`, `\\u202e`); characters in
+    `keep` (say a newline, for multi-line text) pass through.
+    """
+    if text.isprintable() and not keep:
+        return text
+    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+def _text(value) -> str:
+    """A value from a model file as short text: JSON for numbers, strings, lists and maps."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str):
+        return value
+    from mlpspec import infer
+
+    return json.dumps(infer.json_ready(value))
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:.6g}"
 
 
 def _shorten(text: str, limit: int = 100) -> str:
@@ -224,4 +275,6 @@ def export(
         write_model(output, data)
     except OSError as error:
         raise ModelFileError(output, f"cannot write the file: {error.strerror or error}") from None
-    typer.echo(f"{output}: ONNX, {len(data)} bytes (input: preprocessed float32 (N, {model.inputs}))")
+    shape = ", ".join(map(str, model.sample_shape))
+    typer.echo(f"{output}: ONNX, {len(data)} bytes (input: raw samples as float32 (N, {shape}); "
+               f"the graph applies the scaling)")

@@ -1,6 +1,6 @@
 """Trained network -> model file (format "mlpspec-model", see docs/model-format.md).
 
-    data = model_to_bytes(network, spec, scaling=prepared.scaling,
+    data = model_to_bytes(network, spec, scaling=prepared.scaling, raw_input=prepared.raw_input,
                           sample_shape=prepared.sample_shape, class_names=prepared.class_names,
                           metrics=metrics, checksums=raw.checksums, cache_key=key)
     write_model("runs/mnist/model.mlpm", data)
@@ -23,19 +23,20 @@ from typing import Any
 import numpy as np
 
 from mlpspec import __version__, atomic, infer, registry
-from mlpspec.data.prepare import Scaling
+from mlpspec.data.prepare import RawInput, Scaling
 from mlpspec.nn.layers import Network
 from mlpspec.spec import model, render_spec
 from mlpspec.spec.schema import unstructure
 
 
-def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling,
+def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling, raw_input: RawInput,
                    sample_shape: tuple[int, ...], class_names: tuple[str, ...],
                    metrics: Mapping[str, Any], checksums: Mapping[str, str], cache_key: str,
                    created: str | None = None) -> bytes:
     """The model file for a trained `network` built from `spec`.
 
-    `scaling`, `sample_shape` and `class_names` come from the prepared data;
+    `scaling`, `raw_input` (the input contract: raw dtype and per-feature
+    training range), `sample_shape` and `class_names` come from the prepared data;
     `metrics` is a tree of numbers, strings, lists and maps (NumPy scalars and
     arrays are converted); `checksums` maps each data file read to its sha256;
     `created`, when given, is stored as is (an ISO 8601 time, say).
@@ -51,6 +52,9 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling,
     if network.n_in != spec.network.inputs or math.prod(sample_shape) != network.n_in:
         raise ValueError(f"inputs disagree: spec {spec.network.inputs}, network {network.n_in}, "
                          f"sample shape {tuple(sample_shape)}")
+    if raw_input.minimum.shape != (network.n_in,) or raw_input.maximum.shape != (network.n_in,):
+        raise ValueError(f"the input range has {raw_input.minimum.shape} minima and "
+                         f"{raw_input.maximum.shape} maxima for {network.n_in} inputs")
     if len(class_names) != network.n_out:
         raise ValueError(f"{len(class_names)} class names for {network.n_out} network outputs")
     loss = model.name_of(spec.train.loss)
@@ -78,6 +82,12 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling,
                 "kind": scaling.kind,
                 "offset": infer.tensor_entry(np.asarray(scaling.offset, dtype=np.float64)),
                 "scale": infer.tensor_entry(np.asarray(scaling.scale, dtype=np.float64)),
+            },
+            "input": {
+                "dtype": str(raw_input.dtype),
+                "whole": bool(raw_input.whole),
+                "min": infer.tensor_entry(np.asarray(raw_input.minimum, dtype=np.float64)),
+                "max": infer.tensor_entry(np.asarray(raw_input.maximum, dtype=np.float64)),
             },
         },
         "classes": [str(name) for name in class_names],

@@ -2,8 +2,15 @@
 
     import infer
     model = infer.load("mnist.mlpm")
-    model.predict(images)          # raw uint8 (n, 28, 28) -> class indices (n,)
-    model.predict_proba(features)  # preprocessed float (n, 784) -> (n, classes)
+    model.predict(images)          # raw samples (n, 28, 28) -> class indices (n,)
+    model.predict_proba(images)    # raw samples -> probabilities (n, classes)
+    model.predict_prepared(model.preprocess(images))   # already prepared (n, 784)
+
+Samples are always raw, as the training data source gave them (uint8 pixels,
+CSV numbers), and the model applies its own stored preprocessing. Input that
+cannot be what the model was trained on (wrong shape, not numbers, NaN, or
+(format 1.1) values outside the stored input contract, such as pixels already
+scaled to [0, 1]) raises `InputError` instead of giving a plausible wrong answer.
 
 This module imports only numpy, msgpack and the standard library, never the
 rest of mlpspec: copy this one file into another project and it works as is.
@@ -31,7 +38,7 @@ import stat
 import sys
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import msgpack
 import numpy as np
@@ -39,8 +46,9 @@ import numpy as np
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "InputError", "Model", "ModelFormatError", "encode", "load"]
 
 FORMAT_NAME = "mlpspec-model"
-#: (major, minor) written by this module; any 1.x file is read.
-FORMAT_VERSION = (1, 0)
+#: (major, minor) written by this module; any 1.x file is read. 1.1 added
+#: `preprocessing.input`, the raw training inputs the model checks samples against.
+FORMAT_VERSION = (1, 1)
 
 # Hard limits, checked before allocating. A legitimate model is far below all of them.
 MAX_FILE_BYTES = 1 << 30          # 1 GiB
@@ -74,7 +82,12 @@ class ModelFormatError(ValueError):
 
 
 class InputError(ValueError):
-    """Samples given to `Model.predict` etc. do not fit the model (shape or dtype)."""
+    """Samples given to `Model.predict` etc. do not fit the model.
+
+    Raised for the wrong shape, a non-numeric dtype, NaN or infinity, and
+    (files of format 1.1 and later) values that cannot be the raw inputs the
+    model was trained on; the message says what was expected and what was found.
+    """
 
 
 # ---------------------------------------------------------------- encoding
@@ -227,8 +240,9 @@ def _check_format(document: dict) -> None:
         raise ModelFormatError("format", f"not an mlpspec model file: expected {FORMAT_NAME!r}, "
                                          f"found {found}")
     version = document.get("format_version")
+    # Any non-negative minor: a newer minor only adds fields this reader may ignore.
     if (not isinstance(version, list) or len(version) != 2
-            or not all(type(v) is int and 0 <= v < 1 << 32 for v in version)):
+            or not all(type(v) is int and v >= 0 for v in version)):
         raise ModelFormatError("format_version", f"expected [major, minor] (two integers), "
                                                  f"found {_show(version)}")
     major, minor = version
@@ -514,6 +528,84 @@ LAYER_OPS: dict[str, LayerOp] = {
 }
 
 
+# ---------------------------------------------------------------- the input contract
+
+#: Raw sample dtypes a contract may name (NumPy names). For the integer ones
+#: (and bool) every value must also lie within the dtype's range.
+_RAW_DTYPES = ("bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
+               "float16", "float32", "float64")
+
+
+def _integer_range(dtype: np.dtype) -> tuple[int, int] | None:
+    """`(lowest, highest)` value of an integer or bool dtype; None for floats."""
+    if dtype.kind == "b":
+        return 0, 1
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return int(info.min), int(info.max)
+    return None
+
+
+def _contract_bounds(dtype_name: str, whole: bool, low: np.ndarray, high: np.ndarray,
+                     scaling: dict) -> dict[str, Any]:
+    """What raw and prepared values a model accepts, from its training range `low..high`.
+
+    In scaled units (after the stored scaling) each feature's training range
+    is `[zl_j, zh_j]`; the margin `M` is the widest of these ranges. Accepted:
+    raw value `x_j` whose scaled value lies in `[zl_j - M, zh_j + M]`, and
+    prepared feature `z_j` in the same interval. A sample from the training
+    distribution is never near these limits (each feature may stray beyond its
+    training range by at least that range's own width, and all features by the
+    spread of the widest), while raw values given as prepared features or the
+    other way round land far outside them for any scaling that changes values.
+    `whole`: raw values must be whole numbers; `domain`: the integer dtype's range.
+    """
+    if scaling["kind"] == "none":
+        offset, scale = np.zeros(1), np.ones(1)
+    else:
+        offset, scale = scaling["offset"], scaling["scale"]
+    with np.errstate(over="ignore", invalid="ignore"):
+        ends = (low - offset) / scale, (high - offset) / scale
+        scaled_low, scaled_high = np.minimum(*ends), np.maximum(*ends)
+        margin = float(np.max(scaled_high - scaled_low))
+        if not math.isfinite(margin):
+            margin = math.inf  # a range too wide for float64 limits nothing
+        # NaN (inf - inf from an extreme file) must limit nothing, never everything.
+        raw_low = _nan_to(low - margin * np.abs(scale), -np.inf)
+        raw_high = _nan_to(high + margin * np.abs(scale), np.inf)
+        prepared_low = _nan_to(scaled_low - margin, -np.inf)
+        prepared_high = _nan_to(scaled_high + margin, np.inf)
+    raw_low, raw_high = np.broadcast_to(raw_low, low.shape), np.broadcast_to(raw_high, low.shape)
+    return {"whole": whole, "domain": _integer_range(np.dtype(dtype_name)),
+            "scaled": (scaled_low, scaled_high),
+            "raw": (raw_low, raw_high, float(raw_low.max()), float(raw_high.min())),
+            "prepared": (prepared_low, prepared_high, float(prepared_low.max()),
+                         float(prepared_high.min()))}
+
+
+def _num(value: Any) -> str:
+    """A number for a message: integers as such, others with 6 significant digits."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
+
+
+def json_ready(value: Any) -> Any:
+    """A decoded msgpack value as plain JSON: bytes as `"<N bytes>"`, NaN and inf as None."""
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _nan_to(array: np.ndarray, value: float) -> np.ndarray:
+    return np.where(np.isnan(array), value, array)
+
+
 # ---------------------------------------------------------------- the model
 
 
@@ -527,7 +619,10 @@ class Model:
     (`{"kind", "offset", "scale"}` as float64 arrays), `tensors`
     (name -> read-only array), `parameter_count` (trained values: dense W and
     b, batchnorm gamma and beta; running statistics excluded), `metrics`,
-    `provenance` (`{"spec", "checksums", "cache_key"}`).
+    `provenance` (`{"spec", "checksums", "cache_key"}`), `input_contract`
+    (`{"dtype", "whole", "min", "max"}`: the raw training inputs' dtype
+    name, whether they were all whole numbers, and the range of each feature
+    as float64 `(inputs,)`; None for a format 1.0 file).
     """
 
     def __init__(self, document: dict[str, Any]):
@@ -569,6 +664,45 @@ class Model:
         if np.any(scale == 0):
             raise ModelFormatError(f"{path}.scale.data", "expected non-zero values, found 0")
         self.scaling = {"kind": kind, "offset": offset, "scale": scale}
+        self._read_input_contract(table)
+
+    def _read_input_contract(self, table: dict) -> None:
+        """`preprocessing.input` (format 1.1): the raw training inputs' dtype and range.
+
+        Sets `input_contract` (`{"dtype", "whole", "min", "max"}`, the range
+        per feature as float64 `(inputs,)`; None for a 1.0 file) and the
+        bounds `_inputs` checks samples against (see `_contract_bounds`).
+        """
+        path = "preprocessing.input"
+        self.input_contract: dict[str, Any] | None = None
+        self._bounds: dict[str, Any] | None = None
+        if "input" not in table:
+            if self.format_version >= (1, 1):
+                raise ModelFormatError(path, "missing (files of format 1.1 and later record the raw "
+                                             "inputs the model was trained on)")
+            return  # format 1.0: shape, dtype kind and finiteness are all that is checked
+        contract = _field(table, "input", "preprocessing", dict)
+        dtype_name = _field(contract, "dtype", path, str)
+        if dtype_name not in _RAW_DTYPES:
+            raise ModelFormatError(f"{path}.dtype", f"expected one of {', '.join(_RAW_DTYPES)}, "
+                                                    f"found {_show(dtype_name)}")
+        whole = _field(contract, "whole", path, bool)
+        if not whole and _integer_range(np.dtype(dtype_name)) is not None:
+            raise ModelFormatError(f"{path}.whole", f"expected true ({dtype_name} values are whole "
+                                                    f"numbers), found false")
+        features = math.prod(self.sample_shape)
+        low, high = (_tensor(_field(contract, key, path, dict), f"{path}.{key}", (features,))
+                     .astype(np.float64) for key in ("min", "max"))
+        for key, array in (("min", low), ("max", high)):
+            if not np.all(np.isfinite(array)):
+                raise ModelFormatError(f"{path}.{key}.data", "expected finite values, found NaN or inf")
+        if np.any(low > high):
+            j = int(np.argmax(low > high))
+            raise ModelFormatError(f"{path}.min.data", f"expected min <= max for every feature, found "
+                                                       f"{float(low[j])!r} > {float(high[j])!r} "
+                                                       f"for feature {j}")
+        self.input_contract = {"dtype": dtype_name, "whole": whole, "min": low, "max": high}
+        self._bounds = _contract_bounds(dtype_name, whole, low, high, self.scaling)
 
     def _read_architecture(self, table: dict, tensors: dict) -> None:
         path = "architecture"
@@ -653,85 +787,201 @@ class Model:
         self.classes: tuple[str, ...] = tuple(names)
 
     # -- inference
+    #
+    # predict, predict_proba and logits take RAW samples, as the training data
+    # source gave them, and always apply the stored preprocessing; the *_prepared
+    # variants take features that are already preprocessed. Each checks what it
+    # is given against the stored input contract and refuses what does not fit.
 
-    def preprocess(self, X: Any, raw: bool | None = None) -> np.ndarray:
-        """Samples as network inputs `(n, inputs)` in the model's dtype.
+    def preprocess(self, X: Any) -> np.ndarray:
+        """Raw samples -> the network's inputs `(n, inputs)` in the model's dtype.
 
-        `raw=None` decides from the array: uint8 of shape `sample_shape` or
-        `(n, *sample_shape)` is raw and gets the stored scaling; a float array
-        `(inputs,)` or `(n, inputs)` is taken as already preprocessed.
-        `raw=True` applies the scaling to any numeric array of either shape;
-        `raw=False` never does.
+        `X`: one raw sample of shape `sample_shape` or a batch
+        `(n, *sample_shape)`, any real numeric dtype, values as the training
+        data source gave them (uint8 pixels, CSV numbers). They are checked
+        against the input contract, flattened in C order and scaled exactly as
+        the trainer's `Scaling.apply` does (cast to the model's dtype, subtract
+        the offset, divide by the scale). Raises `InputError`.
         """
-        return self._inputs(X, raw)[0]
+        return self._inputs(X, prepared=False)[0]
 
-    def _inputs(self, X: Any, raw: bool | None) -> tuple[np.ndarray, bool]:
-        """`(inputs (n, features), single)`; `single` when one sample was given."""
-        X = np.asarray(X)
+    def _inputs(self, X: Any, prepared: bool) -> tuple[np.ndarray, bool]:
+        """`(inputs (n, features) in the model's dtype, single)`; `single` when one sample was given.
+
+        Raw samples (`prepared=False`) are checked and scaled; prepared
+        features, `(inputs,)` or `(n, inputs)`, are checked only.
+        """
+        try:
+            X = np.asarray(X)
+        except (ValueError, TypeError) as error:  # ragged nested lists, say
+            raise InputError(f"expected an array of numbers, found input NumPy cannot turn into "
+                             f"one ({error})") from None
         shape, dtype = X.shape, X.dtype
-        if dtype.kind == "f" and not np.isfinite(X).all():
+        if dtype.kind not in "biuf":
+            raise InputError(f"expected real numbers, found an array of {dtype} of shape {shape}")
+        sample = (self.inputs,) if prepared else self.sample_shape
+        if shape == sample:
+            n, single = 1, True
+        elif len(shape) == len(sample) + 1 and shape[1:] == sample:
+            n, single = shape[0], False
+        else:
+            raise InputError(self._shape_message(X, prepared))
+        flat = X.reshape(n, self.inputs)
+        if dtype.kind == "f" and not np.isfinite(flat).all():
             raise InputError(f"expected finite numbers, found NaN or infinity in {dtype} "
                              f"input of shape {shape}")
-        if raw is None:
-            raw = dtype == np.uint8
-        if raw:
-            if shape == self.sample_shape:
-                n, single = 1, True
-            elif shape[1:] == self.sample_shape and len(shape) == len(self.sample_shape) + 1:
-                n, single = shape[0], False
-            else:
-                raise InputError(self._shape_message(X, raw=True))
-            if dtype.kind not in "uifb":
-                raise InputError(f"expected numbers, found an array of {dtype}")
-            # The trainer's Scaling.apply: cast, subtract the offset, divide by the scale.
-            out = X.reshape(n, self.inputs).astype(self.dtype)
-            if self._offset is not None:
-                out -= self._offset
-            if self._scale is not None:
-                out /= self._scale
-            return out, single
-        if dtype.kind != "f":
-            raise InputError(self._shape_message(X, raw=False))
-        if shape == (self.inputs,):
-            return X.reshape(1, self.inputs).astype(self.dtype, copy=False), True
-        if len(shape) == 2 and shape[1] == self.inputs:
-            return X.astype(self.dtype, copy=False), False
-        raise InputError(self._shape_message(X, raw=False))
+        if self._bounds is not None:
+            self._check_contract(flat, prepared, single)
+        if prepared:
+            return flat.astype(self.dtype, copy=False), single
+        # The trainer's Scaling.apply: cast, subtract the offset, divide by the scale.
+        out = flat.astype(self.dtype)
+        if self._offset is not None:
+            out -= self._offset
+        if self._scale is not None:
+            out /= self._scale
+        return out, single
 
-    def _shape_message(self, X: np.ndarray, raw: bool) -> str:
-        sample = tuple(self.sample_shape)
-        expected = (f"raw uint8 samples of shape {sample} or (n, {', '.join(map(str, sample))}), "
-                    f"or preprocessed float samples of shape ({self.inputs},) or (n, {self.inputs})")
-        return f"expected {expected}; found {X.dtype} of shape {X.shape}"
+    def _check_contract(self, flat: np.ndarray, prepared: bool, single: bool) -> None:
+        """Refuse values the model cannot have been trained on (see `_contract_bounds`).
 
-    def logits(self, X: Any, raw: bool | None = None) -> np.ndarray:
-        """The network's raw outputs (before softmax): `(n, outputs)`, or `(outputs,)` for one sample."""
-        Z, single = self._forward(X, raw)
-        return Z[0] if single else Z
+        `flat` is `(n, inputs)` in the caller's dtype. Raw values of a model
+        trained on whole numbers only must be whole numbers (within the
+        dtype's range, for an integer dtype); every value must lie within the
+        accepted range of its feature.
+        """
+        if flat.size == 0:
+            return
+        bounds, contract = self._bounds, self.input_contract
+        trained = contract["dtype"]
+        own = _integer_range(flat.dtype)
+        low, high, low_max, high_min = bounds["prepared" if prepared else "raw"]
+        # Reductions first (no array-sized temporaries); the masks only to name a culprit.
+        if not prepared and bounds["whole"] and own is None:
+            fraction = np.floor(flat)
+            np.subtract(flat, fraction, out=fraction)
+            if fraction.any():
+                kind = "" if bounds["domain"] else " that were all whole numbers"
+                self._refuse(flat, flat != np.floor(flat), single, prepared, lambda v, j: (
+                    f"{float(v)!r} is not a whole number, but the model was trained on raw "
+                    f"{trained} values{kind} ({_num(contract['min'].min())} to "
+                    f"{_num(contract['max'].max())}); these look already scaled. Pass raw "
+                    f"samples as the data source gives them, or prepared features to "
+                    f"predict_prepared()"))
+        if not prepared and bounds["domain"] is not None:
+            lowest, highest = bounds["domain"]
+            if own is None or own[0] < lowest or own[1] > highest:
+                if float(flat.min()) < lowest or float(flat.max()) > highest:
+                    self._refuse(flat, (flat < float(lowest)) | (flat > float(highest)), single,
+                                 prepared, lambda v, j: (
+                                     f"{_num(v)} is outside the range of {trained} ({lowest} to "
+                                     f"{highest}), the raw values the model was trained on"))
+            own = (lowest, highest)  # what the values are known to lie within now
+        if own is not None and own[0] >= low_max and own[1] <= high_min:
+            return  # every value of this range is accepted (uint8 pixels, say)
+        if flat.dtype.kind == "f" and flat.dtype != low.dtype:
+            # Bounds in the caller's float dtype compare without casting every value
+            # (their rounding moves a limit by one unit in the last place).
+            low, high = self._bounds_as(flat.dtype, prepared)
+        if len(flat) <= SMALL_BATCH:
+            if not (np.less(flat, low).any() or np.greater(flat, high).any()):
+                return
+        elif not (np.less(flat.min(axis=0), low).any() or np.greater(flat.max(axis=0), high).any()):
+            return
+        outside = (flat < low) | (flat > high)
+        if prepared:
+            self._refuse(flat, outside, single, prepared, lambda v, j: (
+                f"{_num(v)} is far outside the prepared values this feature had in training "
+                f"({_num(bounds['scaled'][0][j])} to {_num(bounds['scaled'][1][j])}; accepted: "
+                f"{_num(low[j])} to {_num(high[j])}); these look like raw samples, which go to "
+                f"predict(), predict_proba() or logits()"))
+        self._refuse(flat, outside, single, prepared, lambda v, j: (
+            f"{_num(v)} is far outside the values this feature had in training "
+            f"({_num(contract['min'][j])} to {_num(contract['max'][j])}; accepted: {_num(low[j])} "
+            f"to {_num(high[j])}); the model takes raw samples as the data source gives them "
+            f"(prepared features go to predict_prepared())"))
 
-    def _forward(self, X: Any, raw: bool | None) -> tuple[np.ndarray, bool]:
-        Z, single = self._inputs(X, raw)
+    def _bounds_as(self, dtype: np.dtype, prepared: bool) -> tuple[np.ndarray, np.ndarray]:
+        key = ("prepared" if prepared else "raw", dtype)
+        cast = self._bounds.setdefault("cast", {})
+        if key not in cast:
+            low, high = self._bounds[key[0]][:2]
+            with np.errstate(over="ignore"):  # beyond float16: no limit
+                cast[key] = (low.astype(dtype), high.astype(dtype))
+        return cast[key]
+
+    def _refuse(self, flat: np.ndarray, bad: np.ndarray, single: bool, prepared: bool,
+                problem: Callable[[Any, int], str]) -> NoReturn:
+        """Raise `InputError` for the first flagged value, naming where it is and how many more."""
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        if prepared or len(self.sample_shape) == 1:
+            where = f"feature {j}"
+        else:
+            where = f"value at {tuple(int(k) for k in np.unravel_index(j, self.sample_shape))}"
+        where = where if single else f"sample {i}, {where}"
+        count = int(bad.sum())
+        more = f" ({count} of {flat.size} values are refused)" if count > 1 else ""
+        raise InputError(f"{where}: {problem(flat[i, j], j)}{more}")
+
+    def _shape_message(self, X: np.ndarray, prepared: bool) -> str:
+        sample, inputs = tuple(self.sample_shape), self.inputs
+        batch = ", ".join(map(str, sample))
+        found = f"found {X.dtype} of shape {X.shape}"
+        if prepared:
+            hint = ("; raw samples go to predict(), predict_proba() or logits()"
+                    if X.shape[-len(sample):] == sample and sample != (inputs,) else "")
+            return f"expected prepared features of shape ({inputs},) or (n, {inputs}); {found}{hint}"
+        hint = (f"; prepared features of shape (n, {inputs}) go to predict_prepared()"
+                if X.shape[-1:] == (inputs,) and sample != (inputs,) else "")
+        return f"expected raw samples of shape {sample} or (n, {batch}); {found}{hint}"
+
+    def _forward(self, X: Any, prepared: bool) -> tuple[np.ndarray, bool]:
+        Z, single = self._inputs(X, prepared)
+        given = Z
         for op in self._small_ops if len(Z) <= SMALL_BATCH else self._ops:
             Z = op(Z)
-        if Z is X:  # a network of dropout only: never hand back the caller's array
+        if Z is given and prepared:  # a network of dropout only: never hand back the caller's array
             Z = Z.copy()
         return Z, single
 
-    def predict_proba(self, X: Any, raw: bool | None = None) -> np.ndarray:
-        """Class probabilities `(n, classes)`, or `(classes,)` for one sample.
+    def logits(self, X: Any) -> np.ndarray:
+        """The network's outputs (before softmax) for raw samples: `(n, outputs)`, or `(outputs,)` for one."""
+        Z, single = self._forward(X, prepared=False)
+        return Z[0] if single else Z
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities for raw samples: `(n, classes)`, or `(classes,)` for one sample.
 
         For a softmax model (trained with softmax_cross_entropy.v1) the softmax
         of the logits; rows sum to 1. For an "identity" model (trained with
         mse.v1 on one-hot targets) the raw outputs unchanged: estimates of the
         one-hot target that need not sum to 1 nor lie in [0, 1].
         """
-        Z, single = self._forward(X, raw)
+        return self._probabilities(*self._forward(X, prepared=False))
+
+    def predict(self, X: Any) -> np.ndarray | int:
+        """Class indices for raw samples: `(n,)` int64, or one `int` for one sample (argmax)."""
+        return self._labels(*self._forward(X, prepared=False))
+
+    def logits_prepared(self, features: Any) -> np.ndarray:
+        """`logits` for prepared features `(n, inputs)` or `(inputs,)` (what `preprocess` returns)."""
+        Z, single = self._forward(features, prepared=True)
+        return Z[0] if single else Z
+
+    def predict_proba_prepared(self, features: Any) -> np.ndarray:
+        """`predict_proba` for prepared features `(n, inputs)` or `(inputs,)`."""
+        return self._probabilities(*self._forward(features, prepared=True))
+
+    def predict_prepared(self, features: Any) -> np.ndarray | int:
+        """`predict` for prepared features `(n, inputs)` or `(inputs,)`."""
+        return self._labels(*self._forward(features, prepared=True))
+
+    def _probabilities(self, Z: np.ndarray, single: bool) -> np.ndarray:
         P = _softmax(Z) if self.output == "softmax" else Z
         return P[0] if single else P
 
-    def predict(self, X: Any, raw: bool | None = None) -> np.ndarray | int:
-        """Class indices `(n,)` int64, or one `int` for one sample (argmax of the outputs)."""
-        Z, single = self._forward(X, raw)
+    @staticmethod
+    def _labels(Z: np.ndarray, single: bool) -> np.ndarray | int:
         return int(Z[0].argmax()) if single else Z.argmax(axis=1)
 
     # -- writing back
@@ -741,12 +991,23 @@ class Model:
         return encode({k: v for k, v in self._document.items() if k != "checksum"})
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-ready summary (what `mlpspec inspect --json` prints)."""
-        return {
+        """A JSON-ready summary (what `mlpspec inspect --json` prints).
+
+        Values are plain JSON whatever the file holds: bytes become
+        `"<N bytes>"` and NaN or infinite floats become None. `input` is the
+        contract in brief (`{"dtype", "whole", "min", "max"}`, over all features), None
+        for a format 1.0 file.
+        """
+        contract = self.input_contract
+        return json_ready({
             "format_version": list(self.format_version),
             "writer": self.writer,
             "inputs": self.inputs,
             "sample_shape": list(self.sample_shape),
+            "input": None if contract is None else {"dtype": contract["dtype"],
+                                                    "whole": contract["whole"],
+                                                    "min": float(contract["min"].min()),
+                                                    "max": float(contract["max"].max())},
             "scaling": self.scaling["kind"],
             "dtype": self.dtype.name,
             "output": self.output,
@@ -756,7 +1017,7 @@ class Model:
             "classes": list(self.classes),
             "metrics": self.metrics,
             "provenance": self.provenance,
-        }
+        })
 
     def __repr__(self) -> str:
         kinds = ", ".join(layer["type"] for layer in self.layers)

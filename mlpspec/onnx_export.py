@@ -2,11 +2,18 @@
 
     data = to_onnx(infer.load("model.mlpm"))
 
-The graph takes preprocessed features, float32 `input` of shape
-`(N, inputs)` (the stored scaling is not part of the graph; it is recorded
-in the metadata as `mlpspec.scaling`), and returns float32 `logits`
-`(N, classes)` plus, for a softmax model, `probabilities` (Softmax on axis 1).
-A float64 model is exported in float32.
+The graph takes RAW samples, like `infer.Model.predict`: float32 `input` of
+shape `(N, *sample_shape)` (uint8 pixels given as float32, say), and applies
+the stored scaling itself, as `infer.py` does: Reshape to `(N, inputs)` (for
+samples of more than one dimension), Sub the offset, Div by the scale (each
+left out when it changes nothing), then the layers. It returns float32
+`logits` `(N, classes)` plus, for a softmax model, `probabilities` (Softmax
+on axis 1). A float64 model is exported in float32.
+
+ONNX cannot refuse input: the input contract `infer.py` checks (raw dtype
+and per-feature training range, format 1.1) is recorded in the metadata as
+`mlpspec.input` for the calling program to check; `mlpspec.scaling` records
+the scaling the graph applies.
 
 Each layer becomes nodes through the builder its `mlpspec.registry` entry
 names (the functions below): dense -> Gemm, relu -> Relu, leaky_relu ->
@@ -100,6 +107,7 @@ def to_onnx(model: Model) -> bytes:
 
     from mlpspec.registry import LAYERS  # the registry refers to this module's builders
 
+    current = _scaling_nodes(model, current, node, constant, initializers)
     for i, layer in enumerate(model.layers):
         entry = LAYERS.get(layer["type"])
         if entry is None:  # the reader knows a type this mlpspec does not
@@ -113,19 +121,47 @@ def to_onnx(model: Model) -> bytes:
                                                      ["N", model.outputs]))
     graph = helper.make_graph(
         nodes, "mlpspec",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", model.inputs])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *model.sample_shape])],
         outputs, initializers)
     onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                                    producer_name="mlpspec", producer_version=__version__)
     onnx_model.ir_version = 9  # understood by onnxruntime >= 1.16
-    scaling = model.scaling
+    scaling, contract = model.scaling, model.input_contract
     helper.set_model_props(onnx_model, {
         "mlpspec.classes": json.dumps(list(model.classes)),
         "mlpspec.sample_shape": json.dumps(list(model.sample_shape)),
         "mlpspec.scaling": json.dumps({"kind": scaling["kind"],
                                        "offset": scaling["offset"].tolist(),
                                        "scale": scaling["scale"].tolist()}),
+        "mlpspec.input": json.dumps(None if contract is None else {
+            "dtype": contract["dtype"], "whole": contract["whole"], "min": contract["min"].tolist(),
+            "max": contract["max"].tolist()}),
         "mlpspec.format_version": ".".join(map(str, model.format_version)),
     })
     onnx.checker.check_model(onnx_model, full_check=True)
     return onnx_model.SerializeToString()
+
+
+def _scaling_nodes(model: Model, current: str, node, constant, initializers: list) -> str:
+    """Reshape raw `(N, *sample_shape)` to `(N, inputs)`, then `(x - offset) / scale`.
+
+    The same operations in the same order as `infer.py` (and the trainer's
+    `Scaling.apply`) in float32, skipping a subtraction of zeros and a
+    division by ones as infer.py does, so the outputs agree bit for bit.
+    """
+    from onnx import numpy_helper
+
+    if len(model.sample_shape) > 1:
+        # 0 copies the batch dimension, so an empty batch reshapes too.
+        initializers.append(numpy_helper.from_array(np.array([0, model.inputs], dtype=np.int64),
+                                                    "preprocess.shape"))
+        current = node("Reshape", [current, "preprocess.shape"], "preprocess.flatten")
+    if model.scaling["kind"] == "none":
+        return current
+    offset = model.scaling["offset"].astype(np.float32)
+    scale = model.scaling["scale"].astype(np.float32)
+    if offset.any():
+        current = node("Sub", [current, constant("preprocess.offset", offset)], "preprocess.subtract")
+    if not np.all(scale == 1):
+        current = node("Div", [current, constant("preprocess.scale", scale)], "preprocess.divide")
+    return current

@@ -40,7 +40,7 @@ from mlpspec.spec import model, render_spec
 from mlpspec.spec.schema import unstructure
 
 STAGES = ("load", "preprocess", "train", "evaluate", "export")
-STAGE_VERSIONS = {"load": 1, "preprocess": 1, "train": 1, "evaluate": 1, "export": 1}
+STAGE_VERSIONS = {"load": 1, "preprocess": 2, "train": 1, "evaluate": 1, "export": 2}
 CONSUMES = {
     "load": (),
     "preprocess": ("load",),
@@ -276,6 +276,7 @@ class Pipeline:
         data = self.prepared(mapped=True)
         metrics = read_json(self._entries["evaluate"].file("metrics.json"))
         blob = model_to_bytes(self.network(), self.spec, scaling=data.scaling,
+                              raw_input=data.raw_input,
                               sample_shape=data.sample_shape,
                               class_names=data.class_names,
                               metrics=_headline(metrics), checksums=data.checksums,

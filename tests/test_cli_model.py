@@ -41,8 +41,8 @@ def test_predict_npy_batch_and_single(tmp_path):
 
 
 def test_predict_top_k_json(tmp_path):
-    np.save(tmp_path / "features.npy", infer.load(V1_0).preprocess(PINNED_INPUTS))
-    result = invoke("predict", V1_0, tmp_path / "features.npy", "--top", "5", "--json")
+    np.save(tmp_path / "pixels.npy", PINNED_INPUTS.astype(np.float32))  # raw values in another dtype
+    result = invoke("predict", V1_0, tmp_path / "pixels.npy", "--top", "5", "--json")
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert [row["index"] for row in rows] == [0, 1]
@@ -85,9 +85,16 @@ def test_predict_bad_inputs(tmp_path):
     np.save(tmp_path / "wrong.npy", np.zeros((3, 5, 5), np.uint8))
     result = invoke("predict", V1_0, tmp_path / "wrong.npy")
     assert result.exit_code == 2
-    assert result.output.startswith(f"error: {tmp_path / 'wrong.npy'}: expected raw uint8 samples of "
-                                    f"shape (4, 4) or (n, 4, 4)")
-    assert "found uint8 of shape (3, 5, 5)" in result.output
+    assert result.output == (f"error: {tmp_path / 'wrong.npy'}: expected raw samples of shape (4, 4) "
+                             f"or (n, 4, 4); found uint8 of shape (3, 5, 5)\n")
+
+    # Prepared features are not samples: the model takes raw ones.
+    np.save(tmp_path / "features.npy", infer.load(V1_0).preprocess(PINNED_INPUTS))
+    result = invoke("predict", V1_0, tmp_path / "features.npy")
+    assert result.exit_code == 2
+    assert result.output == (f"error: {tmp_path / 'features.npy'}: expected raw samples of shape (4, 4) "
+                             f"or (n, 4, 4); found float32 of shape (2, 16); prepared features of shape "
+                             f"(n, 16) go to predict_prepared()\n")
 
     (tmp_path / "notes.txt").write_text("hello")
     result = invoke("predict", V1_0, tmp_path / "notes.txt")
@@ -120,7 +127,7 @@ def test_inspect_text_json_and_spec():
     assert result.exit_code == 0, result.output
     text = result.output
     assert "format       mlpspec-model 1.0, written by mlpspec 0.1.0" in text
-    assert "input        4 x 4 -> 16 features, scaling unit" in text
+    assert "input        4 x 4 -> 16 features, no input contract (format 1.0), scaling unit" in text
     assert "parameters   " in text and "circle, square, triangle" in text
     assert "  0   dense.v1       16 -> 6        units=6, init=he_normal, std=0.01" in text
     assert "  accuracy             0.875" in text
@@ -141,9 +148,12 @@ def test_export_onnx(tmp_path):
     result = invoke("export", V1_0, "--format", "onnx", "-o", tmp_path / "model.onnx")
     assert result.exit_code == 0, result.output
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert result.output == (f"{tmp_path / 'model.onnx'}: ONNX, {(tmp_path / 'model.onnx').stat().st_size} "
+                             f"bytes (input: raw samples as float32 (N, 4, 4); the graph applies the "
+                             f"scaling)\n")
     model = infer.load(V1_0)
-    features = model.preprocess(PINNED_INPUTS)
-    np.testing.assert_allclose(session.run(["logits"], {"input": features})[0], model.logits(features),
+    raw = PINNED_INPUTS.astype(np.float32)
+    np.testing.assert_allclose(session.run(["logits"], {"input": raw})[0], model.logits(PINNED_INPUTS),
                                rtol=1e-5, atol=1e-6)
 
 
@@ -151,3 +161,96 @@ def test_export_unknown_format(tmp_path):
     result = invoke("export", V1_0, "--format", "tflite", "-o", tmp_path / "model.tflite")
     assert result.exit_code == 2
     assert result.output == "error: --format: unknown format 'tflite'; available: onnx\n"
+
+
+# ---------------------------------------------------------------- hostile text in model files
+
+V1_1 = Path(__file__).parent / "model_files" / "v1.1.mlpm"
+
+
+def model_document(path: Path = V1_1) -> dict:
+    import msgpack
+
+    document = msgpack.unpackb(path.read_bytes(), raw=False)
+    document.pop("checksum")
+    return document
+
+
+def terminal_safe(text: str, keep: str = "\n") -> bool:
+    """No control character, escape sequence or other non-printing character but those in `keep`."""
+    return all(c.isprintable() or c in keep for c in text)
+
+
+def test_class_names_reach_the_terminal_escaped(tmp_path):
+    document = model_document()
+    document["classes"] = ["\x1b[31mred\x1b[0m", "two\nlines", "\u202eevil"]
+    document["metrics"]["\x07bell"] = "\x1b]0;title\x07"
+    path = tmp_path / "hostile.mlpm"
+    path.write_bytes(infer.encode(document))
+    shown = invoke("inspect", path).output
+    assert terminal_safe(shown)
+    assert r"\x1b[31mred\x1b[0m, two\nlines, \u202eevil" in shown
+    assert r"\x07bell" in shown and r"\x1b]0;title\x07" in shown
+    np.save(tmp_path / "rows.npy", np.array([[12.5, 1.5, 95.0, 0.25, 500.0, -6.0]]))
+    result = invoke("predict", path, tmp_path / "rows.npy", "--top", "3")
+    assert result.exit_code == 0 and terminal_safe(result.output) and r"\u202eevil (" in result.output
+    rows = invoke("predict", path, tmp_path / "rows.npy", "--json").output
+    assert terminal_safe(rows) and json.loads(rows)["top"][0]["label"] in document["classes"]
+
+
+def test_inspect_spec_text_is_escaped_and_non_text_refused(tmp_path):
+    document = model_document()
+    document["provenance"]["spec"] = 'name = "x"\n\x1b[2J\tend\n'
+    path = tmp_path / "a.mlpm"
+    path.write_bytes(infer.encode(document))
+    assert invoke("inspect", path, "--spec").output == 'name = "x"\n\\x1b[2J\tend\n'
+    document["provenance"]["spec"] = b"\x1b[2J"
+    path.write_bytes(infer.encode(document))
+    result = invoke("inspect", path, "--spec")
+    assert result.exit_code == 2
+    assert result.output == f"error: {path}: provenance.spec: expected the spec as text, found bytes\n"
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+odd_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=12)
+    | st.binary(max_size=12) | st.just("\x1b[31m\u202e\x00"),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=8)
+ODD_PLACES = [("metrics",), ("metrics", "accuracy"), ("metrics", "\x1b[1mnew"), ("provenance",),
+              ("provenance", "checksums"), ("provenance", "checksums", "train"), ("provenance", "spec"),
+              ("provenance", "cache_key"), ("architecture", "layers", 0, "settings", "init"),
+              ("architecture", "layers", 1, "settings", "odd"), ("architecture", "loss"), ("writer",),
+              ("created",), ("classes", 1)]
+
+
+def strict_json(constant: str):
+    raise AssertionError(f"{constant} is not JSON")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(base=st.sampled_from([V1_0, V1_1]), where=st.sampled_from(ODD_PLACES), value=odd_values)
+def test_inspect_never_tracebacks_on_a_file_infer_accepts(tmp_path, base, where, value):
+    document = model_document(base)
+    parent = document
+    for key in where[:-1]:
+        parent = parent[key]
+    parent[where[-1]] = value
+    data = infer.encode(document)
+    try:
+        infer.load(data)
+    except infer.ModelFormatError:
+        return  # refused by the reader: inspect says so (tested above)
+    path = tmp_path / "odd.mlpm"
+    path.write_bytes(data)
+    plain = invoke("inspect", path)
+    assert plain.exit_code == 0, plain.output
+    assert terminal_safe(plain.output)
+    described = invoke("inspect", path, "--json")
+    assert described.exit_code == 0 and terminal_safe(described.output)
+    json.loads(described.output, parse_constant=strict_json)  # no NaN, no bytes
+    spec = invoke("inspect", path, "--spec")
+    assert spec.exit_code in (0, 2) and terminal_safe(spec.output, keep="\n\t")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mlpspec import infer
-from mlpspec.data.prepare import Prepared, Scaling, fit_scaling, one_hot
+from mlpspec.data.prepare import Prepared, RawInput, Scaling, fit_scaling, one_hot
 from mlpspec.export import model_to_bytes
 from mlpspec.spec import parse_spec
 from mlpspec.train import fit
@@ -87,7 +87,8 @@ def trained(spec_text: str = EVERY_LAYER, scale: str = "standardize", precision:
     empty = x[:0]
     data = Prepared(x, y, one_hot(y, 3, dtype), empty, y[:0], x, y, 3, ("a", "b", "c"), (4, 5), scaling)
     result = fit(spec, data)
-    blob = model_to_bytes(result.network, spec, scaling=scaling, sample_shape=(4, 5),
+    blob = model_to_bytes(result.network, spec, scaling=scaling, raw_input=RawInput.of(flat),
+                          sample_shape=(4, 5),
                           class_names=("a", "b", "c"), metrics={"accuracy": 1.0},
                           checksums={"train.npz": "0" * 64}, cache_key="k")
     return result.network, spec, scaling, blob
@@ -167,15 +168,19 @@ def test_standalone_copy_matches_the_trainer_without_mlpspec(tmp_path, every_lay
     assert np.mean(expected.argmax(axis=1) == y) > 0.9  # a trained model, not noise
 
 
-def test_raw_and_preprocessed_inputs_agree(every_layer):
+def test_raw_and_prepared_inputs_agree(every_layer):
     network, spec, scaling, blob = every_layer
     model = infer.load(blob)
     x_raw, _ = raw_blobs(2, 50)
     features = scaling.apply(x_raw.reshape(50, -1), np.float32)
     np.testing.assert_array_equal(model.preprocess(x_raw), features)
-    np.testing.assert_array_equal(model.logits(x_raw), model.logits(features))
-    np.testing.assert_array_equal(model.logits(features), network.predict(features))
-    np.testing.assert_array_equal(model.logits(x_raw.astype(np.float64), raw=True), model.logits(x_raw))
+    np.testing.assert_array_equal(model.logits(x_raw), model.logits_prepared(features))
+    np.testing.assert_array_equal(model.logits_prepared(features), network.predict(features))
+    # Raw samples in any numeric dtype are raw: the same pixels as float64 or int64.
+    for dtype in (np.float64, np.float32, np.int64, np.uint16):
+        np.testing.assert_array_equal(model.logits(x_raw.astype(dtype)), model.logits(x_raw))
+    np.testing.assert_array_equal(model.predict_proba_prepared(features), model.predict_proba(x_raw))
+    np.testing.assert_array_equal(model.predict_prepared(features), model.predict(x_raw))
 
 
 @pytest.mark.parametrize("scale", ["unit", "none"])
@@ -199,36 +204,87 @@ def test_shapes_of_one_sample_and_of_a_batch(every_layer):
     assert isinstance(model.predict(x_raw[0]), int)
     assert model.predict_proba(x_raw[0]).shape == (3,) and model.logits(x_raw[0]).shape == (3,)
     features = model.preprocess(x_raw)
-    assert model.predict(features[0]) == model.predict(x_raw[0])
-    assert model.predict(x_raw[:0]).shape == (0,)
+    assert model.predict_prepared(features[0]) == model.predict(x_raw[0])
+    assert model.predict_proba_prepared(features[0]).shape == (3,)
+    assert model.predict(x_raw[:0]).shape == (0,) and model.predict_prepared(features[:0]).shape == (0,)
 
 
 def test_inputs_are_never_modified(every_layer):
     model = infer.load(every_layer[3])
-    features = model.preprocess(raw_blobs(5, 8)[0])
-    kept = features.copy()
-    for call in (model.logits, model.predict, model.predict_proba):
+    x_raw = raw_blobs(5, 8)[0]
+    features = model.preprocess(x_raw)
+    kept, kept_raw = features.copy(), x_raw.copy()
+    for call in (model.logits_prepared, model.predict_prepared, model.predict_proba_prepared):
         call(features)
         call(features[0])
+    for call in (model.logits, model.predict, model.predict_proba):
+        call(x_raw)
+        call(x_raw[0])
+        call(x_raw.astype(np.float32))
     np.testing.assert_array_equal(features, kept)
+    np.testing.assert_array_equal(x_raw, kept_raw)
 
 
 def test_wrong_inputs_say_what_fits(every_layer):
     model = infer.load(every_layer[3])
-    expected = (r"expected raw uint8 samples of shape \(4, 5\) or \(n, 4, 5\), or preprocessed float "
-                r"samples of shape \(20,\) or \(n, 20\); found ")
-    with pytest.raises(infer.InputError, match=expected + r"uint8 of shape \(5, 4\)"):
+    raw = r"expected raw samples of shape \(4, 5\) or \(n, 4, 5\); found "
+    prepared = r"expected prepared features of shape \(20,\) or \(n, 20\); found "
+    with pytest.raises(infer.InputError, match=raw + r"uint8 of shape \(5, 4\)$"):
         model.predict(np.zeros((5, 4), np.uint8))
-    with pytest.raises(infer.InputError, match=expected + r"float32 of shape \(3, 4, 5\)"):
-        model.predict(np.zeros((3, 4, 5), np.float32))
-    with pytest.raises(infer.InputError, match=expected + r"int64 of shape \(20,\)"):
-        model.predict(np.zeros(20, np.int64))
-    with pytest.raises(infer.InputError, match="found <U1 of shape"):
-        model.predict(np.array(["a"]), raw=True)
+    with pytest.raises(infer.InputError, match=raw + r"int64 of shape \(3, 20\); prepared features of "
+                                               r"shape \(n, 20\) go to predict_prepared\(\)$"):
+        model.predict(np.zeros((3, 20), np.int64))
+    with pytest.raises(infer.InputError, match=prepared + r"float32 of shape \(3, 4, 5\); raw samples "
+                                               r"go to predict\(\), predict_proba\(\) or logits\(\)$"):
+        model.predict_prepared(np.zeros((3, 4, 5), np.float32))
+    with pytest.raises(infer.InputError, match=r"expected real numbers, found an array of <U1 of shape"):
+        model.predict(np.array(["a"]))
+    with pytest.raises(infer.InputError, match=r"expected real numbers, found an array of complex128"):
+        model.predict(np.zeros((4, 5), complex))
+    with pytest.raises(infer.InputError, match=r"expected real numbers, found an array of object"):
+        model.predict_proba([[1, None, 3, 4, 5]] * 4)
+    with pytest.raises(infer.InputError, match=r"expected an array of numbers"):
+        model.logits([[1, 2], [3]])
     for bad in (np.nan, np.inf):
         with pytest.raises(infer.InputError, match=r"expected finite numbers, found NaN or infinity "
-                                                   r"in float32 input of shape \(2, 20\)"):
-            model.predict(np.full((2, 20), bad, np.float32))
+                                                   r"in float32 input of shape \(2, 4, 5\)"):
+            model.predict(np.full((2, 4, 5), bad, np.float32))
+        with pytest.raises(infer.InputError, match=r"expected finite numbers, found NaN or infinity "
+                                                   r"in float64 input of shape \(20,\)"):
+            model.predict_prepared(np.full(20, bad))
+    for call in (model.predict, model.predict_proba, model.logits, model.preprocess):
+        with pytest.raises(TypeError):  # the old flag is gone: never silently ignored
+            call(np.zeros((4, 5), np.uint8), raw=True)
+
+
+def test_the_contract_refuses_what_the_model_was_not_trained_on(every_layer):
+    """Trained on uint8 pixels: scaled pixels, values beyond uint8 and raw-as-prepared are refused."""
+    model = infer.load(every_layer[3])
+    assert model.input_contract["dtype"] == "uint8"
+    x_raw, _ = raw_blobs(9, 6)
+    with pytest.raises(infer.InputError, match=(
+            r"^sample 0, value at \(0, 0\): 0\.\d+ is not a whole number, but the model was trained on "
+            r"raw uint8 values \(\d+ to 255\); these look already scaled\. Pass raw samples as the "
+            r"data source gives them, or prepared features to predict_prepared\(\) "
+            r"\(11\d of 120 values are refused\)$")):
+        model.predict(x_raw / 255.0)
+    with pytest.raises(infer.InputError, match=r"^value at \(1, 2\): -3 is outside the range of uint8 "
+                                               r"\(0 to 255\), the raw values the model was trained on$"):
+        sample = x_raw[0].astype(np.int16)
+        sample[1, 2] = -3
+        model.predict(sample)
+    with pytest.raises(infer.InputError, match=r"^sample 5, value at \(3, 4\): 256 is outside the range"):
+        batch = x_raw.astype(np.float32)
+        batch[5, 3, 4] = 256
+        model.predict_proba(batch)
+    with pytest.raises(infer.InputError, match=r"these look like raw samples"):
+        model.predict_prepared(x_raw.reshape(6, 20).astype(np.float32))
+    # Whole numbers within uint8 in another dtype are the same raw pixels.
+    np.testing.assert_array_equal(model.predict(x_raw.astype(np.float16)), model.predict(x_raw))
+    features = model.preprocess(x_raw)
+    for dtype in (np.float16, np.float64):  # prepared features in other float dtypes pass the checks
+        assert model.predict_prepared(features.astype(dtype)).shape == (6,)
+        assert isinstance(model.predict_prepared(features[0].astype(dtype)), int)
 
 
 def test_mse_model_probabilities_are_the_raw_outputs():

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlpspec import infer
-from mlpspec.data.prepare import Scaling
+from mlpspec.data.prepare import RawInput, Scaling
 from mlpspec.export import model_to_bytes, write_model
 from mlpspec.spec import parse_spec
 from mlpspec.train import build_network
@@ -32,6 +32,12 @@ V1_0_SHA256 = "128f7b5c93ff35e0d0fbe354a5b6b0001ed88874d68e3ba0f4496bcab1483af8"
 PINNED_INPUTS = np.arange(2 * 16, dtype=np.uint8).reshape(2, 4, 4) * 7
 PINNED_LOGITS = [[-0.18237854540348053, -1.3568964004516602, 1.08650803565979],
                  [-0.17972785234451294, -1.3429744243621826, 1.046987533569336]]
+V1_1 = MODEL_FILES / "v1.1.mlpm"
+V1_1_SHA256 = "3d12cb9754b44cc714a88358c6515e7652bfad8d3d4346118fc4d042e06ad0be"
+V1_1_INPUTS = np.array([[12.5, 1.5, 95.0, 0.25, 500.0, -6.0],
+                        [14.0, 4.0, 130.0, 0.5, 1200.0, -1.0]])
+V1_1_LOGITS = [[-0.5872359871864319, 0.15030035376548767, 0.6569898724555969],
+               [0.4776493012905121, -0.8774449229240417, -0.4426971673965454]]
 
 SMALL_SPEC = npz_spec("small", inputs=6) + """
 [[network.layers]]
@@ -51,7 +57,9 @@ def small_model_bytes(spec_text: str = SMALL_SPEC, *, sample_shape=(2, 3), scali
                       classes=("a", "b", "c"), **kwargs) -> bytes:
     """A model file with seeded random weights (no training), for format tests."""
     spec = parse_spec(spec_text, "small.toml")
+    features = int(np.prod(sample_shape))
     arguments = dict(scaling=scaling or Scaling("unit", np.array(0.0), np.array(255.0)),
+                     raw_input=RawInput("uint8", True, np.zeros(features), np.full(features, 255.0)),
                      sample_shape=sample_shape, class_names=classes,
                      metrics={"accuracy": 0.5, "per_class": {"f1": [0.1, 0.2, np.float32(0.25)]}},
                      checksums={"train.npz": "1" * 64}, cache_key="c0ffee")
@@ -100,6 +108,50 @@ def test_v1_0_file_loads_with_pinned_outputs():
 
 def test_v1_0_file_reencodes_to_the_same_bytes():
     data = V1_0.read_bytes()
+    assert infer.load(data).to_bytes() == data
+
+
+def test_v1_0_file_means_what_it_meant():
+    """No input contract: predict takes raw samples, scales them, and checks shape, dtype kind, NaN."""
+    model = infer.load(V1_0)
+    assert model.input_contract is None and model.describe()["input"] is None
+    np.testing.assert_array_equal(model.logits(PINNED_INPUTS.astype(np.float64)), model.logits(PINNED_INPUTS))
+    np.testing.assert_array_equal(model.logits_prepared(PINNED_INPUTS.reshape(2, 16) / np.float32(255)),
+                                  model.logits(PINNED_INPUTS))
+    with pytest.raises(infer.InputError, match="expected finite numbers"):
+        model.predict(np.full((4, 4), np.nan))
+    with pytest.raises(infer.InputError, match=r"expected raw samples of shape \(4, 4\)"):
+        model.predict(PINNED_INPUTS.reshape(2, 16))
+
+
+def test_v1_1_file_is_unchanged():
+    assert hashlib.sha256(V1_1.read_bytes()).hexdigest() == V1_1_SHA256
+
+
+def test_v1_1_file_loads_with_pinned_outputs_and_contract():
+    model = infer.load(V1_1)
+    assert model.format_version == (1, 1)
+    assert model.classes == ("class_0", "class_1", "class_2")
+    assert model.sample_shape == (6,) and model.scaling["kind"] == "standardize"
+    contract = model.input_contract
+    assert contract["dtype"] == "float64" and contract["whole"] is False
+    assert contract["min"].tolist() == [11.0, 0.75, 70.0, 0.125, 278.0, -10.0]
+    assert contract["max"].tolist() == [14.75, 5.75, 162.0, 0.625, 1680.0, 0.5]
+    np.testing.assert_allclose(model.logits(V1_1_INPUTS), V1_1_LOGITS, rtol=1e-6)
+    assert model.predict(V1_1_INPUTS).tolist() == [2, 0]
+    features = model.preprocess(V1_1_INPUTS)
+    np.testing.assert_array_equal(model.logits_prepared(features), model.logits(V1_1_INPUTS))
+    # The rows already standardized, given to predict: refused, naming the first one found.
+    with pytest.raises(infer.InputError, match=r"^sample 0, feature 0: -0\.625 is far outside the values "
+                                               r"this feature had in training \(11 to 14\.75; accepted: "):
+        model.predict(features)
+    with pytest.raises(infer.InputError, match=r"^sample 0, feature 0: 12\.5 is far outside the prepared "
+                                               r"values this feature had in training"):
+        model.predict_prepared(V1_1_INPUTS)
+
+
+def test_v1_1_file_reencodes_to_the_same_bytes():
+    data = V1_1.read_bytes()
     assert infer.load(data).to_bytes() == data
 
 
@@ -158,7 +210,7 @@ def test_newer_major_is_rejected_naming_both_versions():
     doc["architecture"] = "something a 1.x reader cannot know"
     error = format_error(reencode(doc))
     assert str(error) == ("format_version: the file has format version 2.3, newer than this "
-                          "reader's 1.0; read it with a newer mlpspec (or its infer.py)")
+                          "reader's 1.1; read it with a newer mlpspec (or its infer.py)")
 
 
 def test_newer_minor_with_unknown_fields_loads():
@@ -175,6 +227,9 @@ def test_newer_minor_with_unknown_fields_loads():
     assert model.format_version == (1, 7)
     x = np.arange(6, dtype=np.uint8).reshape(2, 3)
     np.testing.assert_array_equal(model.logits(x), infer.load(data).logits(x))
+    for minor in (2**32, 2**40, 2**64 - 1):  # any minor: the format promises every 1.x is read
+        doc["format_version"] = [1, minor]
+        assert infer.load(reencode(doc)).format_version == (1, minor)
 
 
 def test_not_a_model_file():
@@ -250,6 +305,23 @@ FIELD_ERRORS = [
     (lambda d: d["preprocessing"].update(sample_shape=[2, -3]),
      r"preprocessing.sample_shape: expected 1 to 4 positive integers, found a list \[2, -3\]"),
     (lambda d: d.update(metrics=[1, 2]), r"^metrics: expected a map, found a list"),
+    (lambda d: d["preprocessing"].pop("input"),
+     r"^preprocessing.input: missing \(files of format 1.1 and later record the raw inputs"),
+    (lambda d: d["preprocessing"].update(input=[0, 255]),
+     r"^preprocessing.input: expected a map, found a list"),
+    (lambda d: d["preprocessing"]["input"].update(dtype="complex64"),
+     r"^preprocessing.input.dtype: expected one of bool, uint8, .*, float64, found a string 'complex64'"),
+    (lambda d: d["preprocessing"]["input"].pop("whole"), r"^preprocessing.input.whole: missing$"),
+    (lambda d: d["preprocessing"]["input"].update(whole=1),
+     r"^preprocessing.input.whole: expected a boolean, found an integer 1$"),
+    (lambda d: d["preprocessing"]["input"].update(whole=False),
+     r"^preprocessing.input.whole: expected true \(uint8 values are whole numbers\), found false$"),
+    (lambda d: d["preprocessing"]["input"].update(min=infer.tensor_entry(np.zeros(5))),
+     r"^preprocessing.input.min.shape: expected \[6\], found \[5\]"),
+    (lambda d: d["preprocessing"]["input"].update(max=infer.tensor_entry(np.full(6, np.nan))),
+     r"^preprocessing.input.max.data: expected finite values, found NaN or inf"),
+    (lambda d: d["preprocessing"]["input"].update(max=infer.tensor_entry(np.full(6, -1.0))),
+     r"^preprocessing.input.min.data: expected min <= max for every feature, found 0.0 > -1.0 for feature 0"),
     (lambda d: d.update(metrics={"deep": nested(34)}),
      r"metrics.deep(\[0\]){31}: nested more than 32 levels deep"),
 ]
@@ -379,15 +451,17 @@ def paths_of(value, prefix=()):
             yield from paths_of(item, (*prefix, index))
 
 
-BASE_DOCUMENT = document(V1_0.read_bytes())
-BASE_PATHS = [p for p in paths_of(BASE_DOCUMENT) if p]
+BASE_DOCUMENTS = {"1.0": document(V1_0.read_bytes()), "1.1": document(V1_1.read_bytes())}
+BASE_PATHS = [(version, p) for version, doc in BASE_DOCUMENTS.items() for p in paths_of(doc) if p]
+BASE_INPUTS = {"1.0": PINNED_INPUTS, "1.1": V1_1_INPUTS}
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(where=st.sampled_from(BASE_PATHS), value=msgpack_values, delete=st.booleans())
-def test_structured_damage_is_a_clean_error_or_a_working_model(where, value, delete):
+@given(place=st.sampled_from(BASE_PATHS), value=msgpack_values, delete=st.booleans())
+def test_structured_damage_is_a_clean_error_or_a_working_model(place, value, delete):
     """Any field replaced (or removed) with a valid checksum: refused cleanly, or a working model."""
-    doc = msgpack.unpackb(msgpack.packb(BASE_DOCUMENT), raw=False)
+    version, where = place
+    doc = msgpack.unpackb(msgpack.packb(BASE_DOCUMENTS[version]), raw=False)
     parent = doc
     for key in where[:-1]:
         parent = parent[key]
@@ -401,8 +475,8 @@ def test_structured_damage_is_a_clean_error_or_a_working_model(where, value, del
         return
     with np.errstate(all="ignore"):
         try:
-            outputs = model.predict_proba(PINNED_INPUTS)
-        except infer.InputError:  # sample_shape changed: these inputs no longer fit
+            outputs = model.predict_proba(BASE_INPUTS[version])
+        except infer.InputError:  # sample_shape or the contract changed: these inputs no longer fit
             return
     assert outputs.shape == (2, len(model.classes))
     assert math.prod(model.sample_shape) == model.inputs

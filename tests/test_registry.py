@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from mlpspec import infer, registry, rng
+from mlpspec.data.prepare import RawInput
 from mlpspec.export import model_to_bytes
 from mlpspec.nn import layers, losses, optim, schedules
 from mlpspec.spec import model, parse_spec, render_spec
@@ -53,7 +54,8 @@ def spec_text(layers: list[tuple[str, dict]], train: dict | None = None, **table
 
 
 def export(result, spec, data) -> bytes:
-    return model_to_bytes(result.network, spec, scaling=data.scaling, sample_shape=data.sample_shape,
+    return model_to_bytes(result.network, spec, scaling=data.scaling,
+                          raw_input=RawInput.of(data.x_train), sample_shape=data.sample_shape,
                           class_names=data.class_names, metrics={}, checksums={}, cache_key="registry")
 
 

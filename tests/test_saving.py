@@ -34,6 +34,7 @@ def same(a: Prepared, b: Prepared) -> None:
     assert a.scaling.kind == b.scaling.kind
     np.testing.assert_array_equal(a.scaling.offset, b.scaling.offset)
     np.testing.assert_array_equal(a.scaling.scale, b.scaling.scale)
+    assert a.raw_input.to_meta() == b.raw_input.to_meta()
 
 
 @pytest.mark.parametrize("overrides", [(), ('data.preprocess.scale="standardize"',),
@@ -46,15 +47,17 @@ def test_prepared_round_trips_through_a_folder(tmp_path, overrides, mmap):
 
 
 def test_prepared_keeps_the_preprocess_entry_layout(tmp_path):
-    """Cache entries written before `Prepared.save` existed still load: same files, same keys."""
+    """The preprocess entry's layout (stage version 2: version 1 had no `raw_input`)."""
     prepared().save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "meta.json", "scaling_offset.npy", "scaling_scale.npy", "x_test.npy", "x_train.npy",
         "x_val.npy", "y_test.npy", "y_train.npy", "y_val.npy"]
     meta = json.loads((tmp_path / "meta.json").read_text())
+    raw_input = meta.pop("raw_input")
     assert meta == {"name": "t", "classes": 10, "class_names": list("0123456789"),
                     "sample_shape": [4, 4], "scaling": "unit", "one_hot": True,
                     "checksums": {"train.npz": "ab" * 32}}
+    assert set(raw_input) == {"dtype", "whole", "min", "max"} and len(raw_input["min"]) == 16
 
 
 def test_checkpoint_round_trips_through_a_folder(tmp_path):

@@ -13,9 +13,10 @@ since other load on a shared machine can only slow a run down.
 - load: median time of `infer.load(path)` (file in the page cache; includes
   reading, the CRC-32, parsing and validation) and of creating an
   onnxruntime session from the .onnx file;
-- latency: median time of one call on one preprocessed float32 sample,
-  `model.predict_proba(x)` against `session.run(["probabilities"], ...)`;
-- throughput: samples per second on a batch of 10000 preprocessed samples
+- latency: median time of one call on one raw sample (pixel values 0..255 as
+  float32; both engines apply the scaling and infer also checks the input
+  contract), `model.predict_proba(x)` against `session.run(["probabilities"], ...)`;
+- throughput: samples per second on a batch of 10000 raw samples
   (best of a few runs).
 
 onnxruntime runs twice: with one intra-op thread and with its default (one
@@ -39,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from mlpspec import infer
-from mlpspec.data.prepare import Scaling
+from mlpspec.data.prepare import RawInput, Scaling
 from mlpspec.export import model_to_bytes, write_model
 from mlpspec.onnx_export import to_onnx
 from mlpspec.spec import parse_spec
@@ -71,6 +72,7 @@ def build_model(arch: str, folder: Path) -> tuple[Path, Path, int]:
     side = int(round(sizes[0] ** 0.5))
     shape = (side, side) if side * side == sizes[0] else (sizes[0],)
     data = model_to_bytes(network, spec, scaling=Scaling("unit", np.array(0.0), np.array(255.0)),
+                          raw_input=RawInput("uint8", True, np.zeros(sizes[0]), np.full(sizes[0], 255.0)),
                           sample_shape=shape, class_names=tuple(map(str, range(sizes[-1]))),
                           metrics={}, checksums={}, cache_key="bench")
     model_path = write_model(folder / "bench.mlpm", data)
@@ -103,7 +105,7 @@ def measure(engine: str, model_path: Path, onnx_path: Path, repeats: int) -> dic
     """Figures for one engine: "infer", or "onnxruntime:<threads>" (0 = its default)."""
     rng = np.random.default_rng(0)
     model = infer.load(model_path)
-    batch = rng.random((BATCH, model.inputs), dtype=np.float32)
+    batch = rng.integers(0, 256, (BATCH, *model.sample_shape)).astype(np.float32)
     one = batch[0].copy()
     if engine == "infer":
         return {
@@ -120,7 +122,7 @@ def measure(engine: str, model_path: Path, onnx_path: Path, repeats: int) -> dic
         return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
     sess = session()
-    feed_one, feed_batch = {"input": one[None, :]}, {"input": batch}
+    feed_one, feed_batch = {"input": one[None]}, {"input": batch}
     probabilities = sess.run(["probabilities"], feed_batch)[0]
     return {
         "load_ms": 1e3 * median_seconds(session, 20),

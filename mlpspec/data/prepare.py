@@ -74,6 +74,40 @@ class Scaling:
 
 
 @attrs.frozen(eq=False)
+class RawInput:
+    """What the raw training samples looked like: the model file's input contract.
+
+    `dtype` is the NumPy name of the samples' dtype as the data source gave
+    them (`"uint8"` for MNIST, `"float64"` from CSV); `whole` whether every
+    value was a whole number (pixels read from a CSV file are); `minimum` and
+    `maximum` are float64 `(n_features,)`, each feature's range over the
+    training split.
+    """
+
+    dtype: str
+    whole: bool
+    minimum: np.ndarray
+    maximum: np.ndarray
+
+    @classmethod
+    def of(cls, x_train: np.ndarray) -> RawInput:
+        """The contract of raw training samples `(n, n_features)` (n >= 1)."""
+        whole = x_train.dtype.kind != "f" or bool(np.all(np.floor(x_train) == x_train))
+        return cls(x_train.dtype.name, whole, x_train.min(axis=0).astype(np.float64),
+                   x_train.max(axis=0).astype(np.float64))
+
+    def to_meta(self) -> dict:
+        """As JSON-ready data (exact: JSON keeps every float64)."""
+        return {"dtype": self.dtype, "whole": self.whole, "min": self.minimum.tolist(),
+                "max": self.maximum.tolist()}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> RawInput:
+        return cls(meta["dtype"], meta["whole"], np.array(meta["min"], dtype=np.float64),
+                   np.array(meta["max"], dtype=np.float64))
+
+
+@attrs.frozen(eq=False)
 class Prepared:
     """Network-ready splits.
 
@@ -81,7 +115,8 @@ class Prepared:
     `(n,)`; `t_train` are the training targets the loss sees: one-hot
     `(n, classes)` in the compute dtype, or the labels themselves.
     Validation arrays are empty (0 rows) when the spec takes no validation set.
-    `name` and `checksums` say which data they came from (for the model file).
+    `name` and `checksums` say which data they came from (for the model file);
+    `raw_input` describes the raw training split (the model file's input contract).
 
     Folder layout (`save`/`load`): `<split>.npy` for the six `x_*`/`y_*`
     arrays, `scaling_offset.npy` and `scaling_scale.npy`, and `meta.json`
@@ -102,6 +137,7 @@ class Prepared:
     scaling: Scaling
     name: str = "data"
     checksums: Mapping[str, str] = attrs.Factory(dict)
+    raw_input: RawInput | None = None
 
     def save(self, folder: Path) -> None:
         """Write the splits and what describes them into `folder`."""
@@ -112,7 +148,8 @@ class Prepared:
         write_json(folder / "meta.json", {
             "name": self.name, "classes": self.classes, "class_names": list(self.class_names),
             "sample_shape": list(self.sample_shape), "scaling": self.scaling.kind,
-            "one_hot": self.t_train.ndim == 2, "checksums": dict(self.checksums)})
+            "one_hot": self.t_train.ndim == 2, "checksums": dict(self.checksums),
+            "raw_input": self.raw_input.to_meta() if self.raw_input is not None else None})
 
     @classmethod
     def load(cls, folder: Path, *, mmap: bool = False) -> Prepared:
@@ -132,7 +169,8 @@ class Prepared:
                           np.array(arrays["scaling_scale"]))  # small: copied, not mapped
         return cls(arrays["x_train"], arrays["y_train"], targets, arrays["x_val"], arrays["y_val"],
                    arrays["x_test"], arrays["y_test"], meta["classes"], tuple(meta["class_names"]),
-                   tuple(meta["sample_shape"]), scaling, meta["name"], meta["checksums"])
+                   tuple(meta["sample_shape"]), scaling, meta["name"], meta["checksums"],
+                   RawInput.from_meta(meta["raw_input"]) if meta.get("raw_input") else None)
 
 
 _SPLITS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
@@ -152,6 +190,7 @@ def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dt
     if x_train.ndim != 2:
         raise DataError(f"data.preprocess.flatten: dense layers take flat inputs and "
                         f"{raw.name} samples have shape {raw.sample_shape}; set flatten = true")
+    raw_input = RawInput.of(x_train.reshape(len(x_train), -1))
     scaling = fit_scaling(data.preprocess.scale, x_train)
     x_train, x_val, x_test = (scaling.apply(x, dtype) for x in (x_train, x_val, x_test))
     if data.preprocess.one_hot:
@@ -159,7 +198,8 @@ def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dt
     else:
         t_train = y_train
     return Prepared(x_train, y_train, t_train, x_val, y_val, x_test, y_test, raw.classes,
-                    raw.class_names, raw.sample_shape, scaling, raw.name, dict(raw.checksums))
+                    raw.class_names, raw.sample_shape, scaling, raw.name, dict(raw.checksums),
+                    raw_input)
 
 
 def split_validation(raw: RawDataset, validation: model.ValidationSpec, seed: int):

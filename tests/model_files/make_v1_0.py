@@ -7,6 +7,11 @@ A 4x4-pixel, 3-class network with every layer kind of format 1.0, weights from
 the seeded initialisers and hand-set batchnorm statistics (no training, so
 nothing depends on the BLAS). Prints the pinned outputs used by
 tests/test_model_format.py.
+
+It ran with the format 1.0 writer. Since format 1.1, `model_to_bytes` writes
+1.1 files and needs the input contract (`raw_input=`), so this script no
+longer runs as it stands: it records how the file was made, and the file
+itself is the reference.
 """
 
 from __future__ import annotations
