@@ -363,7 +363,8 @@ class RegularizationSpec:
     """Penalties and constraints; 0 turns each one off."""
 
     l2: float = option(0.0, doc=(
-        "The tutorial's L2: `(l2 / batch_size) * W` is added to each weight gradient."),
+        "The tutorial's L2: `(l2 / n) * W` is added to each weight gradient, n the samples in "
+        "the batch (the last batch of an epoch may be smaller than `batch_size`)."),
         checks=(non_negative,))
     weight_decay: float = option(0.0, doc=(
         "Decoupled weight decay for any optimizer: `W -= lr * weight_decay * W` each step."),
