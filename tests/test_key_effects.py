@@ -199,6 +199,18 @@ def test_spec_version_only_1_is_read(tmp_path):
     assert "spec_version: expected one of 1, found an integer 2" in result.output
 
 
+@effect("task")
+def test_task_regression_is_refused_until_its_engine_exists(tmp_path):
+    # Replaced by the regression effect tests once `task = "regression"` trains.
+    spec = tmp_path / "s.toml"
+    spec.write_text(npz_spec("t", inputs=4) + "[[network.layers]]\ntype = \"dense.v1\"\n"
+                    "units = 3\n[train]\nepochs = 1\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["validate", str(spec), "--set", 'task="classification"']).exit_code == 0
+    result = runner.invoke(app, ["validate", str(spec), "--set", 'task="regression"'])
+    assert result.exit_code == 2 and "task: expected 'classification'" in result.output
+
+
 @effect("seed")
 def test_seed_drives_initial_weights_batch_order_and_validation_split(numbered):
     data = table(n=24)

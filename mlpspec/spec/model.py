@@ -458,6 +458,10 @@ class Spec:
     data: DataSpec = option(doc="The dataset.")
     network: NetworkSpec = option(doc="The network.")
     train: TrainSpec = option(doc="Training.")
+    task: str = option("classification", doc=(
+        "What the network predicts: `classification` (one class label per sample) or "
+        "`regression` (one or more real-valued targets per sample)."),
+        checks=(one_of("classification", "regression"),))
     seed: int = option(0, doc="Root seed: every random choice derives from it.",
                        checks=(in_range(0, 2**63 - 1),))
     evaluate: EvaluateSpec = option(EvaluateSpec(), doc="Evaluation.")
