@@ -16,6 +16,7 @@ name to
     onnx    (layers) its node builder in `mlpspec.onnx_export`
     output  (losses) what the model file's readers apply to the outputs:
             "softmax" or "identity"
+    tasks   (losses) the spec's `task` values the loss serves
 
 The spec parser and `docs/spec.md` take their choices from here (through
 `model._registered`), and so do the trainer, the exporter and the ONNX
@@ -77,6 +78,7 @@ class LayerEntry(Entry):
 @attrs.frozen
 class LossEntry(Entry):
     output: str = attrs.field(kw_only=True)  # "softmax" or "identity", stored in the model file
+    tasks: tuple[str, ...] = attrs.field(kw_only=True)  # "classification" and/or "regression"
 
 
 def _table(*entries: Entry) -> dict[str, Any]:
@@ -110,8 +112,12 @@ LAYERS: dict[str, LayerEntry] = _table(
 
 LOSSES: dict[str, LossEntry] = _table(
     LossEntry("softmax_cross_entropy.v1", model.CrossEntropyLoss, losses.SoftmaxCrossEntropy,
-              output="softmax"),
-    LossEntry("mse.v1", model.MseLoss, losses.MeanSquaredError, output="identity"),
+              output="softmax", tasks=("classification",)),
+    LossEntry("mse.v1", model.MseLoss, losses.MeanSquaredError, output="identity",
+              tasks=("classification", "regression")),
+    LossEntry("mae.v1", model.MaeLoss, losses.MeanAbsoluteError, output="identity",
+              tasks=("regression",)),
+    LossEntry("huber.v1", model.HuberLoss, losses.Huber, output="identity", tasks=("regression",)),
 )
 
 OPTIMIZERS: dict[str, Entry] = _table(

@@ -145,10 +145,17 @@ def test_every_registered_layer(name):
 
 @pytest.mark.parametrize("name", list(registry.LOSSES))
 def test_every_registered_loss(name):
-    """Each registered loss with its spec defaults, on one-hot targets (every loss takes them)."""
+    """Each registered loss with its spec defaults: on one-hot targets if it serves
+    classification, on real-valued targets if it serves regression."""
     rng = np.random.default_rng(0)
     Z = rng.standard_normal((6, 4)) * 3
-    check_loss(loss_named(name), Z, np.eye(4)[rng.integers(0, 4, 6)])
+    tasks = registry.LOSSES[name].tasks
+    assert tasks and set(tasks) <= {"classification", "regression"}
+    if "classification" in tasks:
+        check_loss(loss_named(name), Z, np.eye(4)[rng.integers(0, 4, 6)])
+    if "regression" in tasks:
+        T = rng.standard_normal((6, 4)) * 2
+        check_loss(loss_named(name), Z, T)
 
 
 def check_loss(loss, Z, T, rtol=1e-6):
@@ -200,6 +207,54 @@ def test_mse():
     check_loss(loss_named("mse.v1"), Z, T)
     value, _ = loss_named("mse.v1")(np.array([[1.0, 2.0], [0.0, 0.0]]), np.array([[0.0, 1.0], [1.0, 0.0]]))
     assert value == pytest.approx((0.5 * (1 + 1) + 0.5 * 1) / 2)
+
+
+def test_mae_and_huber_values_by_hand_and_gradients():
+    Z = np.array([[1.0, -2.0], [0.5, 3.0]])
+    T = np.array([[0.0, 0.0], [0.25, -1.0]])
+    R = Z - T  # 1, -2, 0.25, 4
+    value, dZ = loss_named("mae.v1")(Z, T)
+    assert value == pytest.approx((1 + 2 + 0.25 + 4) / 2)
+    np.testing.assert_array_equal(dZ, np.sign(R) / 2)
+    value, dZ = loss_named("huber.v1", delta=1.5)(Z, T)
+    by_hand = [0.5 * 1, 1.5 * (2 - 0.75), 0.5 * 0.0625, 1.5 * (4 - 0.75)]
+    assert value == pytest.approx(sum(by_hand) / 2)
+    np.testing.assert_array_equal(dZ, np.clip(R, -1.5, 1.5) / 2)
+    # Beyond every residual, Huber is mse.v1.
+    assert loss_named("huber.v1", delta=10.0)(Z, T)[0] == pytest.approx(loss_named("mse.v1")(Z, T)[0])
+    rng = np.random.default_rng(3)
+    for delta in (0.3, 2.0):
+        check_loss(loss_named("huber.v1", delta=delta), rng.standard_normal((7, 3)) * 2,
+                   rng.standard_normal((7, 3)))
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_weighted_cross_entropy_value_by_hand_and_gradient(label_smoothing, one_hot):
+    rng = np.random.default_rng(1)
+    Z = rng.standard_normal((6, 3)) * 2
+    labels = np.array([0, 1, 2, 2, 1, 2])
+    weights = [0.5, 2.0, 1.25]
+    loss = loss_named("softmax_cross_entropy.v1", label_smoothing=label_smoothing,
+                      class_weights=weights)
+    T = np.eye(3)[labels] if one_hot else labels
+    P = np.exp(Z) / np.exp(Z).sum(1, keepdims=True)
+    smoothed = (1 - label_smoothing) * np.eye(3)[labels] + label_smoothing / 3
+    by_hand = -np.mean(np.array(weights)[labels] * np.sum(smoothed * np.log(P), axis=1))
+    assert loss(Z, T)[0] == pytest.approx(by_hand, rel=1e-12)
+    check_loss(loss, Z, T)
+    # All weights 1: the unweighted loss.
+    ones = loss_named("softmax_cross_entropy.v1", label_smoothing=label_smoothing, class_weights=[1.0] * 3)
+    plain = loss_named("softmax_cross_entropy.v1", label_smoothing=label_smoothing)
+    assert ones(Z, T)[0] == pytest.approx(plain(Z, T)[0], rel=1e-12)
+
+
+def test_balanced_weights_are_n_over_classes_times_count():
+    loss = loss_named("softmax_cross_entropy.v1", balanced=True)
+    with pytest.raises(ValueError, match="call balance"):
+        loss(np.zeros((2, 3)), np.array([0, 1]))
+    loss.balance(np.bincount([0, 0, 0, 1, 2, 2], minlength=3))
+    np.testing.assert_allclose(loss.weights, [6 / 9, 6 / 3, 6 / 6])
 
 
 def test_mse_rejects_labels():

@@ -190,7 +190,11 @@ def load_npz(
     name: str | None = None,
     class_names: Sequence[str] | None = None,
 ) -> RawDataset:
-    """Load a train and a test `.npz`, each holding `x` (n, ...) and `y` (n,)."""
+    """Load a train and a test `.npz`, each holding `x` (n, ...) and `y` (n,).
+
+    `classes=0` reads regression data: `y` real-valued targets `(n,)` or
+    `(n, k)`, returned as float64 `(n, k)`.
+    """
     return _load_pair(train, test, ".npz file", _read_npz, classes=classes, name=name,
                       class_names=class_names)
 
@@ -366,6 +370,8 @@ def _checked(
     checksums: Mapping[str, str],
 ) -> RawDataset:
     """Run every check on both splits and build the `RawDataset`."""
+    if classes == 0 and not isinstance(classes, bool):
+        return _checked_regression(name, train=train, test=test, checksums=checksums)
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
         raise DataError(f"{name}: classes must be an integer of at least 2, found {classes!r}")
     if class_names is None:
@@ -391,7 +397,34 @@ def _checked(
     )
 
 
-def _checked_split(split: _Split, classes: int) -> np.ndarray:
+def _checked_regression(name: str, *, train: _Split, test: _Split,
+                        checksums: Mapping[str, str]) -> RawDataset:
+    """Regression data (`classes=0`): the feature checks, and real-valued targets, float64 `(n, k)`."""
+    targets = []
+    for split in (train, test):
+        _checked_split(split, None)
+        y = split.y
+        if y.dtype.kind not in "uif" or y.ndim not in (1, 2):
+            raise DataError(f"{split.y_source}: expected real-valued targets of shape (n_samples,) "
+                            f"or (n_samples, targets), found {y.dtype} of shape {y.shape}")
+        if len(y) != len(split.x):
+            raise DataError(f"{split.y_source}: {len(y)} targets for {len(split.x)} samples in "
+                            f"{split.x_source}")
+        y = y.astype(np.float64).reshape(len(y), -1)
+        bad = ~np.isfinite(y).all(axis=1)
+        if bad.any():
+            raise DataError(f"{split.y_source}: expected finite targets, found NaN or infinity "
+                            f"at sample {int(np.flatnonzero(bad)[0])}")
+        targets.append(y)
+    if train.x.shape[1:] != test.x.shape[1:] or targets[0].shape[1] != targets[1].shape[1]:
+        raise DataError(f"{test.x_source}: samples have shape {test.x.shape[1:]} and "
+                        f"{targets[1].shape[1]} targets, but {train.x_source} has "
+                        f"{train.x.shape[1:]} and {targets[0].shape[1]}")
+    return RawDataset(name=name, x_train=train.x, y_train=targets[0], x_test=test.x,
+                      y_test=targets[1], classes=0, class_names=(), checksums=checksums)
+
+
+def _checked_split(split: _Split, classes: int | None) -> np.ndarray | None:
     """Check one split; return its labels as int64 `(n_samples,)`."""
     x, y = split.x, split.y
     if x.dtype.kind not in "uif":
@@ -408,6 +441,8 @@ def _checked_split(split: _Split, classes: int) -> np.ndarray:
                 f"{split.x_source}: expected finite values, found NaN or infinity "
                 f"in {len(bad)} samples (first: sample {bad[0]})"
             )
+    if classes is None:  # regression: the targets are checked by the caller
+        return None
     if y.ndim != 1:
         raise DataError(f"{split.y_source}: expected labels of shape (n_samples,), found {y.shape}")
     if len(y) != len(x):

@@ -26,8 +26,12 @@ from mlpspec.spec import model
 
 
 def load_raw(data: model.DataSpec, base_dir: Path,
-             log: Callable[[str], None] | None = None) -> RawDataset:
-    """Read the dataset a spec declares; relative paths are taken from `base_dir`."""
+             log: Callable[[str], None] | None = None, *,
+             task: str = "classification") -> RawDataset:
+    """Read the dataset a spec declares; relative paths are taken from `base_dir`.
+
+    `task="regression"` reads real-valued targets (`RawDataset.classes` 0).
+    """
     source = data.source
     if isinstance(source, model.BuiltinSource):
         return load_builtin(model.name_of(source), source.mirrors, log=log)
@@ -39,7 +43,8 @@ def load_raw(data: model.DataSpec, base_dir: Path,
                 return load_idx(paths["train_images"], paths["train_labels"], paths["test_images"],
                                 paths["test_labels"], classes=source.classes, name="idx")
             case model.NpzSource():
-                return load_npz(paths["train"], paths["test"], classes=source.classes, name="npz")
+                classes = 0 if task == "regression" else source.classes
+                return load_npz(paths["train"], paths["test"], classes=classes, name="npz")
             case model.CsvSource():
                 return load_csv(paths["train"], paths["test"], classes=source.classes,
                                 label_column=source.label_column, header=source.header, name="csv")
@@ -63,6 +68,18 @@ class Scaling:
     kind: str
     offset: np.ndarray
     scale: np.ndarray
+
+    def invert(self, z: np.ndarray) -> np.ndarray:
+        """Scaled values `(n, k)` back to original units, float64: `z * scale + offset`.
+
+        The regression model's output: `infer.py` repeats these operations.
+        """
+        out = np.asarray(z, dtype=np.float64)
+        if self.kind == "none":
+            return out.copy() if out is z else out
+        out = out * self.scale
+        out += self.offset
+        return out
 
     def apply(self, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
         out = np.asarray(x, dtype=dtype)
@@ -114,6 +131,9 @@ class Prepared:
     `x_*` are `(n, n_features)` in the compute dtype; `y_*` are int64 labels
     `(n,)`; `t_train` are the training targets the loss sees: one-hot
     `(n, classes)` in the compute dtype, or the labels themselves.
+    Regression (`classes` 0, `class_names` ()): `y_*` are the raw float64
+    targets `(n, k)`, named by `target_names`, and `t_train` is
+    `target_scaling.apply(y_train)` (standardised, fitted on the training split).
     Validation arrays are empty (0 rows) when the spec takes no validation set.
     `name` and `checksums` say which data they came from (for the model file);
     `raw_input` describes the raw training split (the model file's input contract).
@@ -138,6 +158,12 @@ class Prepared:
     name: str = "data"
     checksums: Mapping[str, str] = attrs.Factory(dict)
     raw_input: RawInput | None = None
+    target_names: tuple[str, ...] = ()
+    target_scaling: Scaling | None = None
+
+    @property
+    def task(self) -> str:
+        return "classification" if self.target_scaling is None else "regression"
 
     def save(self, folder: Path) -> None:
         """Write the splits and what describes them into `folder`."""
@@ -145,11 +171,16 @@ class Prepared:
         save_arrays(folder, {split: getattr(self, split) for split in _SPLITS})
         save_arrays(folder, {"scaling_offset": self.scaling.offset,
                              "scaling_scale": self.scaling.scale})
+        if self.target_scaling is not None:
+            save_arrays(folder, {"target_offset": self.target_scaling.offset,
+                                 "target_scale": self.target_scaling.scale})
         write_json(folder / "meta.json", {
             "name": self.name, "classes": self.classes, "class_names": list(self.class_names),
             "sample_shape": list(self.sample_shape), "scaling": self.scaling.kind,
             "one_hot": self.t_train.ndim == 2, "checksums": dict(self.checksums),
-            "raw_input": self.raw_input.to_meta() if self.raw_input is not None else None})
+            "raw_input": self.raw_input.to_meta() if self.raw_input is not None else None,
+            "target_names": list(self.target_names),
+            "target_scaling": None if self.target_scaling is None else self.target_scaling.kind})
 
     @classmethod
     def load(cls, folder: Path, *, mmap: bool = False) -> Prepared:
@@ -163,14 +194,23 @@ class Prepared:
         mode = "r" if mmap else None
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
                   for name in (*_SPLITS, "scaling_offset", "scaling_scale")}
-        targets = (one_hot(arrays["y_train"], meta["classes"], arrays["x_train"].dtype)
-                   if meta["one_hot"] else arrays["y_train"])
         scaling = Scaling(meta["scaling"], np.array(arrays["scaling_offset"]),
                           np.array(arrays["scaling_scale"]))  # small: copied, not mapped
+        target_scaling = None
+        if meta.get("target_scaling"):
+            target_scaling = Scaling(meta["target_scaling"],
+                                     *(np.load(folder / f"target_{key}.npy", allow_pickle=False)
+                                       for key in ("offset", "scale")))
+            targets = target_scaling.apply(arrays["y_train"], arrays["x_train"].dtype)
+        elif meta["one_hot"]:
+            targets = one_hot(arrays["y_train"], meta["classes"], arrays["x_train"].dtype)
+        else:
+            targets = arrays["y_train"]
         return cls(arrays["x_train"], arrays["y_train"], targets, arrays["x_val"], arrays["y_val"],
                    arrays["x_test"], arrays["y_test"], meta["classes"], tuple(meta["class_names"]),
                    tuple(meta["sample_shape"]), scaling, meta["name"], meta["checksums"],
-                   RawInput.from_meta(meta["raw_input"]) if meta.get("raw_input") else None)
+                   RawInput.from_meta(meta["raw_input"]) if meta.get("raw_input") else None,
+                   tuple(meta.get("target_names", ())), target_scaling)
 
 
 _SPLITS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
@@ -193,13 +233,23 @@ def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dt
     raw_input = RawInput.of(x_train.reshape(len(x_train), -1))
     scaling = fit_scaling(data.preprocess.scale, x_train)
     x_train, x_val, x_test = (scaling.apply(x, dtype) for x in (x_train, x_val, x_test))
-    if data.preprocess.one_hot:
+    target_names, target_scaling = (), None
+    if raw.classes == 0:  # regression: standardised targets, fitted on the training split
+        target_scaling = fit_scaling("standardize", y_train)
+        target_names = target_names_for(y_train.shape[1])
+        t_train = target_scaling.apply(y_train, dtype)
+    elif data.preprocess.one_hot:
         t_train = one_hot(y_train, raw.classes, dtype)
     else:
         t_train = y_train
     return Prepared(x_train, y_train, t_train, x_val, y_val, x_test, y_test, raw.classes,
                     raw.class_names, raw.sample_shape, scaling, raw.name, dict(raw.checksums),
-                    raw_input)
+                    raw_input, target_names, target_scaling)
+
+
+def target_names_for(k: int) -> tuple[str, ...]:
+    """Names of `k` unnamed target columns (an npz `y`): `("y",)`, or `("y0", "y1", ...)`."""
+    return ("y",) if k == 1 else tuple(f"y{j}" for j in range(k))
 
 
 def split_validation(raw: RawDataset, validation: model.ValidationSpec, seed: int):

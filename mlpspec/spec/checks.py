@@ -41,13 +41,19 @@ def data_facts(data: model.DataSpec) -> DataFacts:
 
 
 def cross_check(spec: model.Spec, report: Reporter) -> None:
-    if spec.task == "regression":  # the task key is declared; its engine is being built
-        report.add("task", "expected 'classification': regression is not implemented yet, "
-                   "found 'regression'")
-        return
     facts = data_facts(spec.data)
     _check_inputs(spec, facts, report)
-    _check_output(spec, facts, report)
+    if spec.task == "regression":
+        _check_regression(spec, facts, report)
+    elif isinstance(spec.data.source, model.NpzSource) and spec.data.source.classes < 2:
+        report.add("data.classes", f"expected the number of classes (at least 2) for task = "
+                   f"'classification' (or set task = 'regression' for real-valued targets), "
+                   f"found {spec.data.source.classes or 'none'}")
+    else:
+        _check_output(spec, facts, report)
+        _check_class_weights(spec, facts, report)
+    _check_loss_task(spec, report)
+    _check_early_stopping_metric(spec, report)
     _check_validation(spec, facts, report)
     _check_augment(spec, facts, report)
     _check_averaging(spec, report)
@@ -89,6 +95,66 @@ def _check_output(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:
     if isinstance(loss, model.MseLoss) and not spec.data.preprocess.one_hot:
         report.add("data.preprocess.one_hot", "expected true: 'mse.v1' compares the outputs "
                    "with one-hot targets, found false")
+
+
+def _check_loss_task(spec: model.Spec, report: Reporter) -> None:
+    from mlpspec import registry
+    name = model.name_of(spec.train.loss)
+    if spec.task not in registry.LOSSES[name].tasks:
+        fits = ", ".join(repr(n) for n, entry in registry.LOSSES.items() if spec.task in entry.tasks)
+        report.add("train.loss.type", f"expected a {spec.task} loss ({fits}) for task = "
+                   f"{spec.task!r}, found {name!r}")
+
+
+def _check_regression(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:
+    """Regression: real-valued targets from local data, no class-only settings.
+
+    The number of targets (the output layer's units) is known once the data
+    is read; the pipeline checks it where it checks the features.
+    """
+    source = spec.data.source
+    if isinstance(source, model.BuiltinSource):
+        report.add("task", f"expected 'classification': {facts.label} is a classification "
+                   "dataset (regression reads targets from an npz source), found 'regression'")
+    elif not isinstance(source, model.NpzSource):
+        report.add("data.source", f"expected 'npz' for task = 'regression' (its `y` holds the "
+                   f"real-valued targets), found {model.name_of(source)!r}")
+    elif source.classes:
+        report.add("data.classes", f"expected no classes for task = 'regression' (the targets "
+                   f"are real values; remove the key), found {source.classes}")
+    if not any(isinstance(layer, model.DenseLayer) for layer in spec.network.layers):
+        report.add("network.layers", "expected at least one 'dense.v1' layer, found none")
+    if spec.data.validation.stratify:
+        report.add("data.validation.stratify", "expected false: stratifying keeps class shares "
+                   "and regression has no classes, found true")
+
+
+def _check_class_weights(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:
+    loss = spec.train.loss
+    if not isinstance(loss, model.CrossEntropyLoss):
+        return
+    if loss.balanced and loss.class_weights:
+        report.add("train.loss.class_weights", "expected either balanced = true or explicit "
+                   "class_weights, not both (remove one), found both")
+    elif loss.class_weights and len(loss.class_weights) != facts.classes:
+        report.add("train.loss.class_weights", f"expected {facts.classes} weights (one per "
+                   f"class of {facts.label}), found {len(loss.class_weights)}")
+
+
+_REGRESSION_METRICS = ("loss", "rmse", "mae", "r2")
+
+
+def _check_early_stopping_metric(spec: model.Spec, report: Reporter) -> None:
+    early = spec.train.early_stopping
+    if not early.patience:
+        return
+    if spec.task == "regression" and early.metric not in _REGRESSION_METRICS:
+        report.add("train.early_stopping.metric", f"expected one of 'loss', 'rmse', 'mae', 'r2' "
+                   f"for task = 'regression' (accuracy needs classes), found {early.metric!r}")
+    if spec.task == "classification" and early.metric not in ("accuracy", "loss"):
+        report.add("train.early_stopping.metric", f"expected 'accuracy' or 'loss' for "
+                   f"classification ({early.metric!r} is a regression metric; set task = "
+                   f"'regression' for real-valued targets), found {early.metric!r}")
 
 
 def _check_validation(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:

@@ -75,8 +75,10 @@ class NpzSource:
 
     train: str = option(doc="`.npz` file with the training set.")
     test: str = option(doc="`.npz` file with the test set.")
-    classes: int = option(doc="Number of classes; labels must lie in [0, classes).",
-                          checks=(in_range(2, 1_000_000),))
+    classes: int = option(0, doc=(
+        "Number of classes; labels must lie in [0, classes). Required for classification; "
+        "left out (0) for regression, where `y` holds real-valued targets `(n,)` or `(n, k)`."),
+        checks=(in_range(0, 1_000_000),))
 
     def files(self) -> dict[str, str]:
         """The data files by key, as written in the spec."""
@@ -256,17 +258,45 @@ class NetworkSpec:
 # ---------------------------------------------------------------- train
 
 
+def _all_positive(values: tuple[float, ...]) -> str | None:
+    return None if all(v > 0 for v in values) else "every weight > 0"
+
+
 @attrs.frozen
 class CrossEntropyLoss:
     """Softmax and cross-entropy fused (numerically stable); the tutorial's loss."""
 
     label_smoothing: float = option(0.0, doc="Share of target mass spread over all classes.",
                                     checks=(in_range(0.0, 1.0, high_open=True),))
+    balanced: bool = option(False, doc=(
+        "Weight each class by `n / (classes * count)`, counted on the training split "
+        "(scikit-learn's `balanced`), so rare classes count as much as common ones."))
+    class_weights: tuple[float, ...] = option((), doc=(
+        "Explicit weight per class, in class order (one number per class; empty = all 1). "
+        "Each sample's loss is multiplied by its class's weight; the mean still divides by "
+        "the number of samples."), checks=(_all_positive,))
 
 
 @attrs.frozen
 class MseLoss:
-    """Mean squared error on the raw outputs: mean over samples of `0.5 * sum((Z - T)**2)`."""
+    """Mean squared error on the raw outputs: mean over samples of `0.5 * sum((Z - T)**2)`.
+
+    Targets are one-hot rows (classification) or the real-valued targets (regression)."""
+
+
+@attrs.frozen
+class MaeLoss:
+    """Mean absolute error (regression): mean over samples of `sum(abs(Z - T))`."""
+
+
+@attrs.frozen
+class HuberLoss:
+    """Huber loss (regression): per output `0.5 r**2` for `abs(r) <= delta`, else
+    `delta * (abs(r) - 0.5 delta)`, summed over outputs, mean over samples."""
+
+    delta: float = option(1.0, doc="Where the quadratic part turns linear, in the units the "
+                          "network sees (standardised targets: standard deviations).",
+                          checks=(positive,))
 
 
 _LR = dict(doc="Base learning rate.", checks=(positive,))
@@ -383,8 +413,11 @@ class EarlyStoppingSpec:
 
     patience: int = option(0, doc="Epochs without improvement before stopping (0 = off).",
                            checks=(non_negative,))
-    metric: str = option("accuracy", doc="Validation metric watched.",
-                         checks=(one_of("accuracy", "loss"),))
+    metric: str = option("accuracy", doc=(
+        "Validation metric watched: `accuracy` or `loss` (classification); `loss`, `rmse`, "
+        "`mae` or `r2` (regression, averaged over the targets, in the targets' own units); "
+        "a regression spec with early stopping must name one of these."),
+        checks=(one_of("accuracy", "loss", "rmse", "mae", "r2"),))
     min_delta: float = option(0.0, doc="Smallest change that counts as an improvement.",
                               checks=(non_negative,))
     restore_best: bool = option(True, doc="Restore the weights of the best epoch at the end.")
