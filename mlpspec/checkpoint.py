@@ -12,6 +12,7 @@ sub-folder of `<name>.npy` files per array group: `network/`, `optimizer/`,
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import attrs
@@ -23,7 +24,12 @@ from mlpspec.files import load_arrays, save_arrays
 
 @attrs.frozen
 class EpochRecord:
-    """One row of the training history; validation figures are NaN without a validation set."""
+    """One row of the training history; validation figures are NaN without a validation set.
+
+    Accuracies are NaN for regression, the regression figures (validation
+    RMSE, MAE and R², means over the targets in their original units) NaN
+    for classification.
+    """
 
     epoch: int
     train_loss: float
@@ -32,6 +38,9 @@ class EpochRecord:
     val_accuracy: float
     learning_rate: float
     seconds: float
+    val_rmse: float = math.nan
+    val_mae: float = math.nan
+    val_r2: float = math.nan
 
 
 @attrs.define

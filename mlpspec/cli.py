@@ -116,8 +116,24 @@ def _summary(result) -> dict:
                "best_epoch": metrics["best_epoch"], "stages": metrics["stages"]}
     for split in ("test", "validation"):
         if split in metrics:
-            summary[split] = {k: metrics[split][k] for k in ("accuracy", "loss", "samples")}
+            summary[split] = {k: metrics[split][k] for k in _HEADLINE_KEYS[result.spec.task]}
     return summary
+
+
+#: The figures of a split `run --json` and `evaluate --json` print, per task.
+_HEADLINE_KEYS = {"classification": ("accuracy", "loss", "samples"),
+                  "regression": ("rmse", "mae", "r2", "loss", "samples")}
+
+
+def _headline(split: str, part: dict) -> str:
+    """One split's figures as a line: accuracy, or for regression RMSE, MAE and R²
+    (means over the targets, in their own units)."""
+    if "accuracy" in part:
+        return (f"{split} accuracy {part['accuracy']:.2%} ({part['samples']} samples), "
+                f"loss {part['loss']:.4f}")
+    loss = f", loss {part['loss']:.4f}" if "loss" in part else ""
+    return (f"{split} RMSE {part['rmse']:.4g}, MAE {part['mae']:.4g}, R² {part['r2']:.4f} "
+            f"({part['samples']} samples){loss}")
 
 
 def _stage_table(result) -> str:
@@ -128,9 +144,7 @@ def _stage_table(result) -> str:
     lines.append("")
     for split in ("test", "validation"):
         if split in metrics:
-            part = metrics[split]
-            lines.append(f"{split} accuracy {part['accuracy']:.2%} ({part['samples']} samples), "
-                         f"loss {part['loss']:.4f}")
+            lines.append(_headline(split, metrics[split]))
     lines.append(f"trained {metrics['epochs_run']} epochs in {metrics['train_seconds']:.1f} s"
                  f"{' (stopped early)' if metrics['stopped_early'] else ''}; "
                  f"run folder {result.run_dir}")
@@ -163,7 +177,11 @@ def evaluate_command(
         _fail(f"error: --out {out}: exists and is not a folder")
     model = load_model(model_file)
     data_spec, base, spec = _data_target(on, set_, "--on")
-    raw = load_raw(data_spec, base)
+    task = spec.task if spec is not None else "classification"
+    if task != model.task:
+        _fail(f"error: {model_file}: a {model.task} model cannot be scored on {on}, whose task "
+              f"is {task}")
+    raw = load_raw(data_spec, base, task=task)
     if spec is None:  # a built-in dataset: its whole test set
         images, labels, split, label = raw.x_test, raw.y_test, "test", on
     else:
@@ -173,6 +191,9 @@ def evaluate_command(
     if tuple(images.shape[1:]) != tuple(model.sample_shape):
         _fail(f"error: {model_file}: the model takes samples of shape {tuple(model.sample_shape)}, "
               f"{raw.name} has {tuple(images.shape[1:])}")
+    if task == "regression":
+        _evaluate_regression(model, model_file, images, labels, out, label, split, as_json)
+        return
     if model.outputs != raw.classes:
         _fail(f"error: {model_file}: the model has {model.outputs} classes (outputs) and the data "
               f"of {label} has {raw.classes}; a score would compare unrelated labels")
@@ -196,6 +217,32 @@ def evaluate_command(
     else:
         typer.echo(f"{split} accuracy {metrics['accuracy']:.2%} ({metrics['samples']} samples), "
                    f"log loss {metrics['loss']:.4f}; wrote {folder}")
+
+
+def _evaluate_regression(model, model_file: Path, samples, targets, out: Path | None, label: str,
+                         split: str, as_json: bool) -> None:
+    """`evaluate` of a regression model: RMSE, MAE and R² per target, in their own units."""
+    from mlpspec import infer
+    from mlpspec.evaluate import evaluate_regression_file
+
+    if targets.shape[1] != model.outputs:
+        _fail(f"error: {model_file}: the model predicts {model.outputs} targets and the data of "
+              f"{label} has {targets.shape[1]}")
+    folder = out or Path("runs") / f"{model_file.stem}-on-{label}"
+    if folder.exists() and not folder.is_dir():
+        _fail(f"error: {folder}: exists and is not a folder (choose another with --out)")
+    try:
+        result = evaluate_regression_file(model, samples, targets, folder,
+                                          f"{model_file.name} on {label} ({split})")
+    except infer.InputError as error:
+        _fail(f"error: {model_file}: the {split} samples of {label} do not fit the model: {error}")
+    except OSError as error:
+        _fail(f"error: {folder}: cannot write the results: {error.strerror or error}")
+    metrics = result["test"]
+    if as_json:
+        typer.echo(json.dumps({k: metrics[k] for k in ("rmse", "mae", "r2", "samples", "per_target")}))
+    else:
+        typer.echo(f"{_headline(split, metrics)}; wrote {folder}")
 
 
 cache_app = typer.Typer(help="Inspect and clean the stage cache.", no_args_is_help=True)

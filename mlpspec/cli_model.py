@@ -64,7 +64,8 @@ def predict(
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Show the K most likely classes.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")] = False,
 ) -> None:
-    """Classify raw samples with a model file: prints the top classes of each sample.
+    """Classify raw samples with a model file: prints the top classes of each sample
+    (a regression model: the predicted value of each target).
 
     Samples are raw, as the training data gave them (pixels 0..255, CSV
     numbers); the model applies its own preprocessing and refuses samples that
@@ -73,25 +74,34 @@ def predict(
     from mlpspec import infer
 
     model = load_model(model_path)
-    top = min(top, model.outputs)
-    score_name = "probability" if model.output == "softmax" else "score"
+    regression = model.task == "regression"
     for path in inputs:
         samples = _read_input(path, model)
         try:
-            scores = model.predict_proba(samples)
+            scores = model.predict(samples) if regression else model.predict_proba(samples)
         except infer.InputError as error:
             raise ModelFileError(path, str(error)) from None
         single = scores.ndim == 1
         for index, row in enumerate(scores[None] if single else scores):
-            best = row.argsort(kind="stable")[::-1][:top]
-            ranked = [{"class": int(c), "label": model.classes[c], score_name: float(row[c])} for c in best]
             where = str(path) if single else f"{path}[{index}]"
-            if as_json:
-                typer.echo(json.dumps({"input": str(path), "index": None if single else index,
-                                       "top": ranked}))
-            else:
-                shown = ", ".join(f"{printable(r['label'])} ({r[score_name]:.4g})" for r in ranked)
-                typer.echo(f"{where}: {shown}")
+            typer.echo(_format_row(model, row, where, path, None if single else index, top, as_json))
+
+
+def _format_row(model, row, where: str, path: Path, index: int | None, top: int,
+                as_json: bool) -> str:
+    """One sample's answer as a line: its top classes (with probabilities or scores), or
+    (regression) its predicted value for each target."""
+    if model.task == "regression":
+        values = {name: float(value) for name, value in zip(model.target_names, row)}
+        if as_json:
+            return json.dumps({"input": str(path), "index": index, "values": values})
+        return f"{where}: " + ", ".join(f"{printable(name)} = {value:.6g}" for name, value in values.items())
+    score_name = "probability" if model.output == "softmax" else "score"
+    best = row.argsort(kind="stable")[::-1][:min(top, model.outputs)]
+    ranked = [{"class": int(c), "label": model.classes[c], score_name: float(row[c])} for c in best]
+    if as_json:
+        return json.dumps({"input": str(path), "index": index, "top": ranked})
+    return f"{where}: " + ", ".join(f"{printable(r['label'])} ({r[score_name]:.4g})" for r in ranked)
 
 
 def _read_input(path: Path, model):
@@ -178,9 +188,7 @@ def _format_inspect(model) -> str:
         f"format       mlpspec-model {major}.{minor}, written by {printable(model.writer) or 'unknown'}",
         f"input        {' x '.join(map(str, model.sample_shape))} -> {model.inputs} features, "
         f"{raw}, scaling {scaling['kind']}",
-        f"output       {model.outputs} classes ({model.output}"
-        f"{', loss ' + printable(model.loss) if model.loss else ''}): "
-        f"{_shorten(printable(', '.join(model.classes)))}",
+        _output_line(model),
         f"parameters   {model.parameter_count:,} ({model.dtype.name})",
         "layers",
     ]
@@ -217,6 +225,25 @@ def _format_inspect(model) -> str:
                          if isinstance(spec, str) else
                          f"  spec               {_shorten(printable(_text(spec)))} (not text)")
     return "\n".join(lines)
+
+
+def _output_line(model) -> str:
+    """What the outputs are: the classes, or (regression) the targets and their scaling."""
+    loss = f", loss {printable(model.loss)}" if model.loss else ""
+    if model.task == "regression":
+        scaling = model.target_scaling
+        kind = scaling["kind"] if scaling["kind"] == "none" else (
+            f"{scaling['kind']}: mean {_numbers(scaling['offset'])}, std {_numbers(scaling['scale'])}")
+        return (f"output       regression, {model.outputs} targets ({model.output}{loss}; "
+                f"predict gives values in their units): "
+                f"{_shorten(printable(', '.join(model.target_names)))}\n"
+                f"targets      scaling {_shorten(kind)}")
+    return (f"output       {model.outputs} classes ({model.output}{loss}): "
+            f"{_shorten(printable(', '.join(model.classes)))}")
+
+
+def _numbers(values) -> str:
+    return "[" + ", ".join(_number(float(v)) for v in values) + "]"
 
 
 def printable(text: str, keep: str = "") -> str:

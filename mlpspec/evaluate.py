@@ -1,12 +1,17 @@
-"""Scoring a trained network: accuracy, loss, confusion matrix, per-class figures."""
+"""Scoring a trained network: accuracy, loss, confusion matrix, per-class figures;
+for regression RMSE, MAE and R² per target, in the targets' original units."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from mlpspec.nn.layers import Network
-from mlpspec.scoring import output_loss
+from mlpspec.scoring import output_loss, regression_metrics
 from mlpspec.train import build_loss
+
+#: The pictures of each task, in the evaluate entry and the run folder.
+PICTURES = {"classification": ("curves.png", "confusion.png", "errors.png"),
+            "regression": ("curves.png", "predictions.png", "residuals.png")}
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
@@ -48,7 +53,9 @@ def evaluate_run(spec, network: Network, data, history: list[dict], folder) -> d
     from mlpspec.nn.losses import probabilities
 
     folder = Path(folder)
-    loss = build_loss(spec)
+    loss = build_loss(spec, data)
+    if data.target_scaling is not None:
+        return _evaluate_regression(spec, network, data, history, folder, loss)
     metrics: dict = {"class_names": list(data.class_names), "headline": spec.evaluate.split}
     splits = {"test": (data.x_test, data.y_test), "validation": (data.x_val, data.y_val)}
     outputs = {}
@@ -64,6 +71,54 @@ def evaluate_run(spec, network: Network, data, history: list[dict], folder) -> d
         X, y, probabilities(outputs[split]), metrics[split], data.class_names, data.sample_shape,
         folder, f"{spec.name}: {split}", spec.evaluate.misclassified)
     return metrics
+
+
+def _evaluate_regression(spec, network: Network, data, history: list[dict], folder, loss) -> dict:
+    """`evaluate_run` for regression: `{"test", "validation", "target_names", "headline"}`,
+    each split's `regression_metrics` (original units) and its loss on the scaled targets;
+    the headline split gets `predictions.png` and `residuals.png`."""
+    from mlpspec import report
+
+    metrics: dict = {"target_names": list(data.target_names), "headline": spec.evaluate.split}
+    predictions = {}
+    for split, X, y in (("test", data.x_test, data.y_test), ("validation", data.x_val, data.y_val)):
+        if len(X):
+            Z = network.predict(X, spec.evaluate.batch_size)
+            predictions[split] = data.target_scaling.invert(Z)
+            metrics[split] = regression_metrics(y, predictions[split], data.target_names)
+            metrics[split]["loss"] = output_loss(loss, Z, y, data.target_scaling)
+    split = spec.evaluate.split
+    report.draw_curves(history, folder / "curves.png", f"{spec.name}: training history")
+    y = data.y_test if split == "test" else data.y_val
+    _draw_regression(y, predictions[split], data.target_names, metrics[split], folder,
+                     f"{spec.name}: {split}")
+    return metrics
+
+
+def _draw_regression(y: np.ndarray, predicted: np.ndarray, names, metrics: dict, folder,
+                     title: str) -> None:
+    from mlpspec import report
+
+    headline = f"RMSE {metrics['rmse']:.4g}, R² {metrics['r2']:.4f}"
+    report.draw_predictions(y, predicted, names, folder / "predictions.png", f"{title}: {headline}")
+    report.draw_residuals(y, predicted, names, folder / "residuals.png", f"{title}: residuals")
+
+
+def evaluate_regression_file(model, samples: np.ndarray, targets: np.ndarray, folder,
+                             title: str) -> dict:
+    """Score a loaded regression model file on raw samples and targets `(n, k)` in their
+    original units; writes `metrics.json`, `predictions.png` and `residuals.png`."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    predicted = model.predict(samples).reshape(len(targets), -1)
+    metrics = regression_metrics(targets, predicted, model.target_names)
+    _draw_regression(targets, predicted, model.target_names, metrics, folder, title)
+    result = {"test": metrics, "target_names": list(model.target_names), "headline": "test"}
+    (folder / "metrics.json").write_text(json.dumps(result, indent=1))
+    return result
 
 
 def evaluate_model_file(model, images: np.ndarray, labels: np.ndarray, class_names, folder,

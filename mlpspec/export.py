@@ -32,7 +32,8 @@ from mlpspec.spec.schema import unstructure
 def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling, raw_input: RawInput,
                    sample_shape: tuple[int, ...], class_names: tuple[str, ...],
                    metrics: Mapping[str, Any], checksums: Mapping[str, str], cache_key: str,
-                   created: str | None = None) -> bytes:
+                   created: str | None = None, task: str = "classification",
+                   targets: Mapping[str, Any] | None = None) -> bytes:
     """The model file for a trained `network` built from `spec`.
 
     `scaling`, `raw_input` (the input contract: raw dtype and per-feature
@@ -40,6 +41,9 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling, raw_
     `metrics` is a tree of numbers, strings, lists and maps (NumPy scalars and
     arrays are converted); `checksums` maps each data file read to its sha256;
     `created`, when given, is stored as is (an ISO 8601 time, say).
+    A regression model (`task="regression"`) has no class names and takes
+    `targets={"names": [...], "scaling": Scaling}` (the prepared data's
+    `target_names` and `target_scaling`), stored as `task` and `targets`.
     Raises ValueError when the pieces do not fit together.
     """
     layers = spec.network.layers
@@ -55,8 +59,15 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling, raw_
     if raw_input.minimum.shape != (network.n_in,) or raw_input.maximum.shape != (network.n_in,):
         raise ValueError(f"the input range has {raw_input.minimum.shape} minima and "
                          f"{raw_input.maximum.shape} maxima for {network.n_in} inputs")
-    if len(class_names) != network.n_out:
-        raise ValueError(f"{len(class_names)} class names for {network.n_out} network outputs")
+    if task != spec.task:
+        raise ValueError(f"task {task!r}, but the spec says {spec.task!r}")
+    if task == "regression":
+        if class_names or targets is None or len(targets["names"]) != network.n_out:
+            raise ValueError(f"a regression model takes no class names and one target name per "
+                             f"output ({network.n_out})")
+    elif len(class_names) != network.n_out or targets is not None:
+        raise ValueError(f"{len(class_names)} class names for {network.n_out} network outputs"
+                         + ("; targets are for regression" if targets is not None else ""))
     loss = model.name_of(spec.train.loss)
 
     document: dict[str, Any] = {
@@ -90,7 +101,7 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling, raw_
                 "max": infer.tensor_entry(np.asarray(raw_input.maximum, dtype=np.float64)),
             },
         },
-        "classes": [str(name) for name in class_names],
+        **_outputs(task, class_names, targets),
         "metrics": plain(metrics, "metrics"),
         "provenance": {
             "spec": render_spec(spec),
@@ -101,6 +112,23 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling, raw_
     data = infer.encode(document)
     infer.load(data)  # never write a file the reader refuses
     return data
+
+
+def _outputs(task: str, class_names: tuple[str, ...], targets: Mapping[str, Any] | None) -> dict:
+    """What the outputs mean: `classes` (classification, as in format 1.0), or `task` and
+    `targets` (regression, format 1.2)."""
+    if task == "classification":
+        return {"classes": [str(name) for name in class_names]}
+    scaling = targets["scaling"]
+    k = len(targets["names"])
+    return {"task": task, "targets": {
+        "names": [str(name) for name in targets["names"]],
+        "scaling": {
+            "kind": scaling.kind,
+            "offset": infer.tensor_entry(np.broadcast_to(np.asarray(scaling.offset, np.float64), (k,))),
+            "scale": infer.tensor_entry(np.broadcast_to(np.asarray(scaling.scale, np.float64), (k,))),
+        },
+    }}
 
 
 def write_model(path: str | os.PathLike, data: bytes) -> Path:

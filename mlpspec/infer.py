@@ -4,6 +4,7 @@
     model = infer.load("mnist.mlpm")
     model.predict(images)          # raw samples (n, 28, 28) -> class indices (n,)
     model.predict_proba(images)    # raw samples -> probabilities (n, classes)
+    model.predict(rows)            # a regression model (format 1.2): values (n, targets)
     model.predict_prepared(model.preprocess(images))   # already prepared (n, 784)
 
 Samples are always raw, as the training data source gave them (uint8 pixels,
@@ -47,8 +48,9 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "InputError", "Model", "ModelFormatE
 
 FORMAT_NAME = "mlpspec-model"
 #: (major, minor) written by this module; any 1.x file is read. 1.1 added
-#: `preprocessing.input`, the raw training inputs the model checks samples against.
-FORMAT_VERSION = (1, 1)
+#: `preprocessing.input`, the raw training inputs the model checks samples against;
+#: 1.2 added `task` and `targets` (regression models).
+FORMAT_VERSION = (1, 2)
 
 # Hard limits, checked before allocating. A legitimate model is far below all of them.
 MAX_FILE_BYTES = 1 << 30          # 1 GiB
@@ -622,7 +624,10 @@ class Model:
     `provenance` (`{"spec", "checksums", "cache_key"}`), `input_contract`
     (`{"dtype", "whole", "min", "max"}`: the raw training inputs' dtype
     name, whether they were all whole numbers, and the range of each feature
-    as float64 `(inputs,)`; None for a format 1.0 file).
+    as float64 `(inputs,)`; None for a format 1.0 file), `task`
+    ("classification" or "regression"; format 1.2), and for regression
+    `target_names` and `target_scaling` (`{"kind", "offset", "scale"}`,
+    float64 `(targets,)`); `classes` is () for regression.
     """
 
     def __init__(self, document: dict[str, Any]):
@@ -635,7 +640,7 @@ class Model:
         self._read_preprocessing(_field(document, "preprocessing", "", dict))
         self._read_architecture(_field(document, "architecture", "", dict),
                                 _field(document, "tensors", "", dict))
-        self._read_classes(document)
+        self._read_task(document)
 
     # -- reading
 
@@ -775,6 +780,52 @@ class Model:
         scale = self.scaling["scale"].astype(self.dtype)
         self._offset = None if self.scaling["kind"] == "none" or not offset.any() else offset
         self._scale = None if self.scaling["kind"] == "none" or np.all(scale == 1) else scale
+
+    def _read_task(self, document: dict) -> None:
+        """`task` (format 1.2; absent = classification) and what the outputs mean:
+        `classes` for classification, `targets` (names and scaling) for regression."""
+        self.task: str = _field(document, "task", "", str, required=False, default="classification")
+        if self.task not in ("classification", "regression"):
+            raise ModelFormatError("task", f"expected 'classification' or 'regression', "
+                                           f"found {_show(self.task)}")
+        self.target_names: tuple[str, ...] = ()
+        self.target_scaling: dict[str, Any] | None = None
+        if self.task == "classification":
+            if "targets" in document:
+                raise ModelFormatError("targets", "unexpected in a classification model "
+                                                  "(targets belong to task = 'regression')")
+            self._read_classes(document)
+            return
+        if "classes" in document:
+            raise ModelFormatError("classes", "unexpected in a regression model (its outputs are "
+                                              "the targets, named in `targets`)")
+        if self.output != "identity":
+            raise ModelFormatError("architecture.output", f"expected 'identity' for a regression "
+                                                          f"model, found {_show(self.output)}")
+        self.classes: tuple[str, ...] = ()
+        table = _field(document, "targets", "", dict)
+        names = _field(table, "names", "targets", list)
+        if len(names) != self.outputs:
+            raise ModelFormatError("targets.names", f"expected {self.outputs} names (the network's "
+                                                    f"outputs), found {len(names)}")
+        for i, name in enumerate(names):
+            if not isinstance(name, str):
+                raise ModelFormatError(f"targets.names[{i}]", f"expected a string, found {_show(name)}")
+        scaling = _field(table, "scaling", "targets", dict)
+        path = "targets.scaling"
+        kind = _field(scaling, "kind", path, str)
+        if kind not in ("standardize", "none"):
+            raise ModelFormatError(f"{path}.kind", f"expected 'standardize' or 'none', found {_show(kind)}")
+        arrays = {}
+        for key in ("offset", "scale"):
+            array = _tensor(_field(scaling, key, path, dict), f"{path}.{key}", (self.outputs,))
+            if array.dtype != np.float64 or not np.all(np.isfinite(array)):
+                raise ModelFormatError(f"{path}.{key}", "expected finite float64 values, one per target")
+            arrays[key] = array
+        if np.any(arrays["scale"] == 0):
+            raise ModelFormatError(f"{path}.scale.data", "expected non-zero values, found 0")
+        self.target_names = tuple(names)
+        self.target_scaling = {"kind": kind, **arrays}
 
     def _read_classes(self, document: dict) -> None:
         names = _field(document, "classes", "", list)
@@ -945,7 +996,10 @@ class Model:
         return Z, single
 
     def logits(self, X: Any) -> np.ndarray:
-        """The network's outputs (before softmax) for raw samples: `(n, outputs)`, or `(outputs,)` for one."""
+        """The network's outputs (before softmax) for raw samples: `(n, outputs)`, or `(outputs,)` for one.
+
+        For a regression model these are the standardised targets the network
+        was trained on; `predict` gives the values in their own units."""
         Z, single = self._forward(X, prepared=False)
         return Z[0] if single else Z
 
@@ -955,13 +1009,21 @@ class Model:
         For a softmax model (trained with softmax_cross_entropy.v1) the softmax
         of the logits; rows sum to 1. For an "identity" model (trained with
         mse.v1 on one-hot targets) the raw outputs unchanged: estimates of the
-        one-hot target that need not sum to 1 nor lie in [0, 1].
+        one-hot target that need not sum to 1 nor lie in [0, 1]. A regression
+        model has no probabilities: TypeError.
         """
+        self._refuse_regression("predict_proba")
         return self._probabilities(*self._forward(X, prepared=False))
 
     def predict(self, X: Any) -> np.ndarray | int:
-        """Class indices for raw samples: `(n,)` int64, or one `int` for one sample (argmax)."""
-        return self._labels(*self._forward(X, prepared=False))
+        """Class indices for raw samples: `(n,)` int64, or one `int` for one sample (argmax).
+
+        A regression model (`task == "regression"`) returns the predicted values
+        in the targets' own units: float64 `(n, targets)`, or `(targets,)` for
+        one sample (the outputs de-standardised: `outputs * scale + offset`,
+        the trainer's `Scaling.invert`).
+        """
+        return self._answer(*self._forward(X, prepared=False))
 
     def logits_prepared(self, features: Any) -> np.ndarray:
         """`logits` for prepared features `(n, inputs)` or `(inputs,)` (what `preprocess` returns)."""
@@ -970,11 +1032,30 @@ class Model:
 
     def predict_proba_prepared(self, features: Any) -> np.ndarray:
         """`predict_proba` for prepared features `(n, inputs)` or `(inputs,)`."""
+        self._refuse_regression("predict_proba_prepared")
         return self._probabilities(*self._forward(features, prepared=True))
 
     def predict_prepared(self, features: Any) -> np.ndarray | int:
         """`predict` for prepared features `(n, inputs)` or `(inputs,)`."""
-        return self._labels(*self._forward(features, prepared=True))
+        return self._answer(*self._forward(features, prepared=True))
+
+    def _refuse_regression(self, method: str) -> None:
+        if self.task == "regression":
+            raise TypeError(f"{method}: this is a regression model ({self.outputs} targets: "
+                            f"{', '.join(self.target_names)}); it has no class probabilities. "
+                            f"predict() returns its values")
+
+    def _answer(self, Z: np.ndarray, single: bool) -> np.ndarray | int:
+        return self._values(Z, single) if self.task == "regression" else self._labels(Z, single)
+
+    def _values(self, Z: np.ndarray, single: bool) -> np.ndarray:
+        """Regression outputs in the targets' units: the trainer's `Scaling.invert`, float64."""
+        scaling = self.target_scaling
+        values = Z.astype(np.float64)
+        if scaling["kind"] != "none":
+            values = values * scaling["scale"]
+            values += scaling["offset"]
+        return values[0] if single else values
 
     def _probabilities(self, Z: np.ndarray, single: bool) -> np.ndarray:
         P = _softmax(Z) if self.output == "softmax" else Z
@@ -1014,7 +1095,12 @@ class Model:
             "loss": self.loss,
             "layers": self.layers,
             "parameter_count": self.parameter_count,
+            "task": self.task,
             "classes": list(self.classes),
+            "targets": None if self.target_scaling is None else {
+                "names": list(self.target_names), "scaling": self.target_scaling["kind"],
+                "offset": self.target_scaling["offset"].tolist(),
+                "scale": self.target_scaling["scale"].tolist()},
             "metrics": self.metrics,
             "provenance": self.provenance,
         })

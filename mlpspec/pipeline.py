@@ -79,10 +79,13 @@ def stage_reads(spec: model.Spec) -> dict[str, dict[str, Any]]:
     if not isinstance(spec.data.source, model.BuiltinSource):
         # Local files count by content (their checksums), not by where they lie.
         source = {k: v for k, v in source.items() if k not in spec.data.source.files()}
+    # The task decides how targets are read and encoded; named only when not the
+    # default, so classification keys stay as they were.
+    task = {"task": spec.task} if spec.task != "classification" else {}
     return {
-        "load": {"data": source},
+        "load": {"data": source, **task},
         "preprocess": {"data": {"preprocess": data["preprocess"], "validation": data["validation"]},
-                       "seed": spec.seed, "train": {"precision": spec.train.precision}},
+                       "seed": spec.seed, "train": {"precision": spec.train.precision}, **task},
         # Augmentation happens inside the training loop, on the prepared data.
         "train": {"network": table["network"], "train": table["train"], "seed": spec.seed,
                   "data": {"augment": data["augment"]},
@@ -198,7 +201,7 @@ class Pipeline:
     def _compute_load(self):
         from mlpspec.data.prepare import load_raw
 
-        raw = load_raw(self.spec.data, self.base_dir, log=self.progress.message)
+        raw = load_raw(self.spec.data, self.base_dir, log=self.progress.message, task=self.spec.task)
         return "ran", raw.save
 
     def _compute_preprocess(self):
@@ -279,6 +282,7 @@ class Pipeline:
                               raw_input=data.raw_input,
                               sample_shape=data.sample_shape,
                               class_names=data.class_names,
+                              task=self.spec.task, targets=_targets(data),
                               metrics=_headline(metrics), checksums=data.checksums,
                               cache_key=self.keys["train"])
 
@@ -333,12 +337,12 @@ class Pipeline:
 
     def _write_run_folder(self, out_dir: Path, metrics: dict[str, Any]) -> Path:
         """The run folder: the model file, the pictures, metrics, history and resolved spec."""
+        from mlpspec.evaluate import PICTURES
         from mlpspec.report import history_csv
 
         evaluate, export = self._entries["evaluate"], self._entries["export"]
         copies = {"model.mlpm": export.file("model.mlpm")}
-        copies.update({picture: evaluate.file(picture)
-                       for picture in ("curves.png", "confusion.png", "errors.png")})
+        copies.update({picture: evaluate.file(picture) for picture in PICTURES[self.spec.task]})
         texts = {"metrics.json": json.dumps(jsonable(metrics), indent=1),
                  "history.csv": history_csv(self.history()),
                  "spec.resolved.toml": render_spec(self.spec)}
@@ -350,9 +354,16 @@ def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
     keep = {}
     for split in ("test", "validation"):
         if split in metrics:
-            keep[split] = {k: metrics[split][k] for k in ("accuracy", "loss", "samples")
-                           if k in metrics[split]}
+            keep[split] = {k: metrics[split][k] for k in ("accuracy", "rmse", "mae", "r2", "loss",
+                                                          "samples") if k in metrics[split]}
     return keep
+
+
+def _targets(data) -> dict[str, Any] | None:
+    """The regression targets for the model file: names and scaling; None for classification."""
+    if data.target_scaling is None:
+        return None
+    return {"names": list(data.target_names), "scaling": data.target_scaling}
 
 
 def _check_features(spec: model.Spec, data) -> None:
@@ -360,6 +371,18 @@ def _check_features(spec: model.Spec, data) -> None:
     if features != spec.network.inputs:
         raise MlpspecError(f"network.inputs: expected {features} (the data's samples flatten "
                            f"to {features} features), found {spec.network.inputs}")
+    if data.target_scaling is not None:
+        check_targets(spec, data.y_train.shape[1])
+
+
+def check_targets(spec: model.Spec, targets: int) -> None:
+    """Regression: the last dense layer (the output) has one unit per target."""
+    layers = spec.network.layers
+    last = max(i for i, layer in enumerate(layers) if isinstance(layer, model.DenseLayer))
+    if layers[last].units != targets:
+        raise MlpspecError(f"network.layers[{last}].units: expected {targets} (the number of "
+                           f"targets in the data; the last dense layer is the output), found "
+                           f"{layers[last].units}")
 
 
 __all__ = ["Pipeline", "STAGES", "stage_keys", "stage_reads"]

@@ -40,13 +40,17 @@ class Progress:
 
 
 def epoch_line(record, epochs: int) -> str:
-    """One epoch as a line: losses, accuracies, learning rate, seconds."""
+    """One epoch as a line: losses, accuracies (regression: validation RMSE and R²),
+    learning rate, seconds."""
+    regression = math.isnan(record.train_accuracy) and not math.isnan(record.train_loss)
     validation = ""
     if not math.isnan(record.val_loss):
-        validation = f"  val loss {record.val_loss:.4f} acc {record.val_accuracy:.2%}"
-    return (f"epoch {record.epoch:>{len(str(epochs))}}/{epochs}  loss {record.train_loss:.4f} "
-            f"acc {record.train_accuracy:.2%}{validation}  lr {record.learning_rate:.3g}  "
-            f"{record.seconds:.2f}s")
+        figures = (f"rmse {record.val_rmse:.4g} r2 {record.val_r2:.4f}" if regression
+                   else f"acc {record.val_accuracy:.2%}")
+        validation = f"  val loss {record.val_loss:.4f} {figures}"
+    train = "" if regression else f" acc {record.train_accuracy:.2%}"
+    return (f"epoch {record.epoch:>{len(str(epochs))}}/{epochs}  loss {record.train_loss:.4f}"
+            f"{train}{validation}  lr {record.learning_rate:.3g}  {record.seconds:.2f}s")
 
 
 class PlainProgress(Progress):
@@ -108,8 +112,8 @@ class LiveProgress(PlainProgress):
             return
         self._samples_done += self._batch_size
         rate = self._samples_done / max(time.perf_counter() - self._started, 1e-9)
-        self._live.update(self._task, completed=batch, epoch=epoch, loss=loss, acc=accuracy,
-                          rate=rate)
+        self._live.update(self._task, completed=batch, epoch=epoch, loss=loss,
+                          acc=0.0 if math.isnan(accuracy) else accuracy, rate=rate)
 
     def epoch(self, record) -> None:
         if self._live is not None:

@@ -16,16 +16,19 @@ import numpy as np
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                    "learning_rate", "seconds")
+REGRESSION_COLUMNS = ("epoch", "train_loss", "val_loss", "val_rmse", "val_mae", "val_r2",
+                      "learning_rate", "seconds")
 
 
 def history_csv(history: Sequence[dict]) -> str:
     """The per-epoch history as CSV text (one row per epoch; empty cells for no validation)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(HISTORY_COLUMNS)
+    regression = bool(history) and "val_r2" in history[0] and _nan(history[0]["train_accuracy"])
+    columns = REGRESSION_COLUMNS if regression else HISTORY_COLUMNS
+    writer.writerow(columns)
     for record in history:
-        writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v
-                         for v in (record[c] for c in HISTORY_COLUMNS)])
+        writer.writerow(["" if _nan(v) else v for v in (record[c] for c in columns)])
     return out.getvalue()
 
 
@@ -38,13 +41,21 @@ def _pyplot():
     return plt
 
 
+def _nan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
 def draw_curves(history: Sequence[dict], path: Path, title: str) -> None:
-    """Loss and accuracy per epoch, training and validation, side by side."""
+    """Loss and accuracy (regression: validation R²) per epoch, training and validation."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in history]
+    regression = bool(history) and "val_r2" in history[0] and _nan(history[0]["train_accuracy"])
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    for axis, metric, label in ((loss_axis, "loss", "loss"), (accuracy_axis, "accuracy", "accuracy")):
-        axis.plot(epochs, [r[f"train_{metric}"] for r in history], marker="o", ms=3, label="training")
+    second = ("r2", "R² (validation)") if regression else ("accuracy", "accuracy")
+    for axis, metric, label in ((loss_axis, "loss", "loss"), (accuracy_axis, *second)):
+        if f"train_{metric}" in history[0]:
+            axis.plot(epochs, [r[f"train_{metric}"] for r in history], marker="o", ms=3,
+                      label="training")
         validation = [r[f"val_{metric}"] for r in history]
         if not all(math.isnan(v) for v in validation):
             axis.plot(epochs, validation, marker="o", ms=3, label="validation")
@@ -53,8 +64,49 @@ def draw_curves(history: Sequence[dict], path: Path, title: str) -> None:
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend()
-    loss_axis.set_yscale("log")
-    accuracy_axis.yaxis.set_major_formatter(lambda value, _: f"{value:.1%}")
+    if all(r["train_loss"] > 0 for r in history):
+        loss_axis.set_yscale("log")
+    if not regression:
+        accuracy_axis.yaxis.set_major_formatter(lambda value, _: f"{value:.1%}")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, metadata={"Software": None})
+    plt.close(figure)
+
+
+def draw_predictions(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str],
+                     path: Path, title: str) -> None:
+    """Predicted against actual values, one panel per target, with the diagonal y = x."""
+    plt = _pyplot()
+    k = y_true.shape[1]
+    figure, axes = plt.subplots(1, k, figsize=(4.5 * k, 4.5), dpi=100, squeeze=False)
+    for j, axis in enumerate(axes[0]):
+        axis.scatter(y_true[:, j], y_pred[:, j], s=8, alpha=0.6)
+        both = np.concatenate([y_true[:, j], y_pred[:, j]])
+        low, high = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
+        axis.plot([low, high], [low, high], color="black", lw=1, label="predicted = actual")
+        axis.set_xlabel(f"actual {_short(str(names[j]))}")
+        axis.set_ylabel(f"predicted {_short(str(names[j]))}")
+        axis.grid(alpha=0.3)
+        axis.legend(loc="upper left")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, metadata={"Software": None})
+    plt.close(figure)
+
+
+def draw_residuals(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str],
+                   path: Path, title: str) -> None:
+    """Residuals (actual - predicted) against predicted values, one panel per target."""
+    plt = _pyplot()
+    k = y_true.shape[1]
+    figure, axes = plt.subplots(1, k, figsize=(4.5 * k, 4), dpi=100, squeeze=False)
+    for j, axis in enumerate(axes[0]):
+        axis.scatter(y_pred[:, j], y_true[:, j] - y_pred[:, j], s=8, alpha=0.6)
+        axis.axhline(0.0, color="black", lw=1)
+        axis.set_xlabel(f"predicted {_short(str(names[j]))}")
+        axis.set_ylabel("residual (actual - predicted)")
+        axis.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, metadata={"Software": None})

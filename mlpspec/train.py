@@ -32,13 +32,13 @@ import numpy as np
 from mlpspec import registry, rng
 from mlpspec.checkpoint import Checkpoint, EpochRecord
 from mlpspec.data.augment import Augmenter, is_active
-from mlpspec.data.prepare import Prepared
+from mlpspec.data.prepare import Prepared, Scaling
 from mlpspec.errors import TrainingError
 from mlpspec.nn.layers import Dropout, Network
 from mlpspec.nn.optim import Optimizer
 from mlpspec.nn.regularize import add_l2_gradient, apply_max_norm, clip_grad_norm, decay_weights
 from mlpspec.nn.schedules import Schedule
-from mlpspec.scoring import output_loss
+from mlpspec.scoring import output_loss, regression_metrics
 from mlpspec.spec import model
 
 
@@ -62,8 +62,14 @@ def build_network(spec: model.Spec) -> Network:
                          np.dtype(spec.train.precision))
 
 
-def build_loss(spec: model.Spec):
-    return registry.build(spec.train.loss)
+def build_loss(spec: model.Spec, data: Prepared | None = None):
+    """The spec's loss; `balanced` class weights are counted on `data`'s training labels."""
+    loss = registry.build(spec.train.loss)
+    if isinstance(spec.train.loss, model.CrossEntropyLoss) and spec.train.loss.balanced:
+        if data is None:
+            raise ValueError("balanced class weights need the training data")
+        loss.balance(np.bincount(data.y_train, minlength=data.classes))
+    return loss
 
 
 def build_schedule(spec: model.Spec) -> Schedule:
@@ -84,6 +90,17 @@ def evaluate_split(network: Network, loss, X: np.ndarray, y: np.ndarray,
     return output_loss(loss, Z, y), float(np.mean(Z.argmax(axis=1) == y))
 
 
+def evaluate_regression(network: Network, loss, X: np.ndarray, y: np.ndarray,
+                        target_scaling: Scaling, batch_size: int = 10000) -> tuple[float, dict]:
+    """Mean loss (on the scaled targets) and `scoring.regression_metrics` (in original units)
+    of `network` on `X (n, features)` with raw targets `y (n, k)`; NaNs for no samples."""
+    if len(X) == 0:
+        return math.nan, {"rmse": math.nan, "mae": math.nan, "r2": math.nan}
+    Z = network.predict(X, batch_size)
+    return (output_loss(loss, Z, y, target_scaling),
+            regression_metrics(y, target_scaling.invert(Z), range(y.shape[1])))
+
+
 class Interrupted(Exception):
     """Training was interrupted (Ctrl-C); `checkpoint` is the last finished epoch, if any."""
 
@@ -102,14 +119,18 @@ def fit(spec: model.Spec, data: Prepared, *,
 
     `on_epoch(record)` is called after every epoch and `on_step(epoch, batch,
     loss, accuracy)` after every optimizer step, with the epoch's running mean
-    loss and accuracy so far (for progress bars). A KeyboardInterrupt
+    loss and accuracy so far (for progress bars; the accuracy is NaN for
+    regression). Regression (`data.target_scaling` set) trains on the
+    standardised targets `data.t_train (n, k)`; each epoch records the
+    validation RMSE, MAE and R² in the targets' original units, which early
+    stopping may watch. A KeyboardInterrupt
     becomes `Interrupted` carrying a checkpoint of the last finished epoch;
     `fit(..., resume=checkpoint)` continues from it and ends with the same
     weights as an uninterrupted run.
     """
     train = spec.train
     network = build_network(spec)
-    loss = build_loss(spec)
+    loss = build_loss(spec, data)
     optimizer = build_optimizer(spec)
     schedule = build_schedule(spec)
     shuffle = rng.generator(spec.seed, "shuffle")
@@ -122,7 +143,7 @@ def fit(spec: model.Spec, data: Prepared, *,
     total_steps = train.epochs * steps_per_epoch
     params = [array for _, array in network.parameters()]
     early = train.early_stopping
-    watch_loss = early.metric == "loss"
+    regression = data.target_scaling is not None
     augmenter = _augmenter(spec, data)
     average_from = max(0, train.epochs - train.averaging.last_epochs)  # averaged: epochs after this one
 
@@ -161,21 +182,30 @@ def fit(spec: model.Spec, data: Prepared, *,
                     raise _diverged(epoch, step - (epoch - 1) * steps_per_epoch + 1,
                                     error.value, lr) from None
                 loss_sum += value * len(index)
-                correct += int(np.count_nonzero(Z.argmax(axis=1) == y_all[index]))
+                if not regression:
+                    correct += int(np.count_nonzero(Z.argmax(axis=1) == y_all[index]))
                 step += 1
                 if on_step is not None:
                     seen = start + len(index)
-                    on_step(epoch, step - (epoch - 1) * steps_per_epoch, loss_sum / seen, correct / seen)
-            val_loss, val_accuracy = evaluate_split(network, loss, data.x_val, data.y_val)
-            record = EpochRecord(epoch, loss_sum / n, correct / n, val_loss, val_accuracy, lr,
-                                 time.perf_counter() - epoch_start)
+                    on_step(epoch, step - (epoch - 1) * steps_per_epoch, loss_sum / seen,
+                            math.nan if regression else correct / seen)
+            if regression:
+                val_loss, figures = evaluate_regression(network, loss, data.x_val, data.y_val,
+                                                        data.target_scaling)
+                record = EpochRecord(epoch, loss_sum / n, math.nan, val_loss, math.nan, lr,
+                                     time.perf_counter() - epoch_start, figures["rmse"],
+                                     figures["mae"], figures["r2"])
+            else:
+                val_loss, val_accuracy = evaluate_split(network, loss, data.x_val, data.y_val)
+                record = EpochRecord(epoch, loss_sum / n, correct / n, val_loss, val_accuracy, lr,
+                                     time.perf_counter() - epoch_start)
             if not math.isfinite(record.train_loss) or not _finite_weights(params):
                 raise _diverged(epoch, steps_per_epoch, record.train_loss, lr)
             history.append(record)
             if epoch > average_from:
                 _accumulate(average, network.state_dict())
             if early.patience and len(data.x_val):
-                score = -val_loss if watch_loss else val_accuracy
+                score = _score(record, early.metric, regression)
                 if score > best_score + early.min_delta:
                     best_score, best_epoch, waited = score, epoch, 0
                     if early.restore_best:
@@ -267,6 +297,15 @@ def _accumulate(total: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> N
             total[name] += array
         else:
             total[name] = array.astype(np.float64)
+
+
+def _score(record: EpochRecord, metric: str, regression: bool) -> float:
+    """The early-stopping score of an epoch: higher is better."""
+    if metric == "loss":
+        return -record.val_loss
+    if regression:
+        return {"r2": record.val_r2, "rmse": -record.val_rmse, "mae": -record.val_mae}[metric]
+    return record.val_accuracy
 
 
 def _finite_weights(params: Sequence[np.ndarray]) -> bool:
