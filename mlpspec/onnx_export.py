@@ -8,7 +8,11 @@ the stored scaling itself, as `infer.py` does: Reshape to `(N, inputs)` (for
 samples of more than one dimension), Sub the offset, Div by the scale (each
 left out when it changes nothing), then the layers. It returns float32
 `logits` `(N, classes)` plus, for a softmax model, `probabilities` (Softmax
-on axis 1). A float64 model is exported in float32.
+on axis 1). A float64 model is exported in float32. A regression model
+(format 1.2) returns `logits` (the standardised outputs) and float64
+`values` `(N, targets)` in the targets' own units: Cast to double, Mul by the
+stored scale, Add the offset, the operations of infer.py's `predict`, so the
+values agree with it bit for bit; `mlpspec.targets` records names and scaling.
 
 ONNX cannot refuse input: the input contract `infer.py` checks (raw dtype
 and per-feature training range, format 1.1) is recorded in the metadata as
@@ -115,7 +119,9 @@ def to_onnx(model: Model) -> bytes:
         current = entry.onnx(LayerNodes(i, layer, model, constant, node), current)
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", model.outputs])]
     node("Identity", [current], "logits")
-    if model.output == "softmax":
+    if model.task == "regression":
+        outputs.append(_values_nodes(model, node, initializers))
+    elif model.output == "softmax":
         node("Softmax", ["logits"], "probabilities", axis=1)
         outputs.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT,
                                                      ["N", model.outputs]))
@@ -137,9 +143,30 @@ def to_onnx(model: Model) -> bytes:
             "dtype": contract["dtype"], "whole": contract["whole"], "min": contract["min"].tolist(),
             "max": contract["max"].tolist()}),
         "mlpspec.format_version": ".".join(map(str, model.format_version)),
+        "mlpspec.task": model.task,
+        "mlpspec.targets": json.dumps(None if model.target_scaling is None else {
+            "names": list(model.target_names), "kind": model.target_scaling["kind"],
+            "offset": model.target_scaling["offset"].tolist(),
+            "scale": model.target_scaling["scale"].tolist()}),
     })
     onnx.checker.check_model(onnx_model, full_check=True)
     return onnx_model.SerializeToString()
+
+
+def _values_nodes(model: Model, node, initializers: list):
+    """Regression: `values = double(logits) * scale + offset`, as infer.py's `predict`;
+    returns the output's value info."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    scaling = model.target_scaling
+    current = node("Cast", ["logits"], "targets.double", to=TensorProto.DOUBLE)
+    if scaling["kind"] != "none":
+        initializers.append(numpy_helper.from_array(scaling["scale"].astype(np.float64), "targets.scale"))
+        initializers.append(numpy_helper.from_array(scaling["offset"].astype(np.float64), "targets.offset"))
+        current = node("Mul", [current, "targets.scale"], "targets.multiply")
+        current = node("Add", [current, "targets.offset"], "targets.add")
+    node("Identity", [current], "values")
+    return helper.make_tensor_value_info("values", TensorProto.DOUBLE, ["N", model.outputs])
 
 
 def _scaling_nodes(model: Model, current: str, node, constant, initializers: list) -> str:
