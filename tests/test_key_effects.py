@@ -200,15 +200,20 @@ def test_spec_version_only_1_is_read(tmp_path):
 
 
 @effect("task")
-def test_task_regression_is_refused_until_its_engine_exists(tmp_path):
-    # Replaced by the regression effect tests once `task = "regression"` trains.
-    spec = tmp_path / "s.toml"
-    spec.write_text(npz_spec("t", inputs=4) + "[[network.layers]]\ntype = \"dense.v1\"\n"
-                    "units = 3\n[train]\nepochs = 1\n")
+def test_task_regression_reads_float_targets_and_scores_rmse(tmp_path):
+    from test_regression import write_project
+
+    spec = write_project(tmp_path, targets=2)
     runner = CliRunner()
-    assert runner.invoke(app, ["validate", str(spec), "--set", 'task="classification"']).exit_code == 0
-    result = runner.invoke(app, ["validate", str(spec), "--set", 'task="regression"'])
-    assert result.exit_code == 2 and "task: expected 'classification'" in result.output
+    result = runner.invoke(app, ["run", str(spec), "--json", "--cache-dir", str(tmp_path / "cache"),
+                                 "--out", str(tmp_path / "run"), "--set", "train.epochs=2"])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)["test"]) == {"rmse", "mae", "r2", "loss", "samples"}
+    # The same data as classification: its float target rows are not class labels.
+    result = runner.invoke(app, ["run", str(spec), "--cache-dir", str(tmp_path / "cache"),
+                                 "--set", 'task="classification"', "--set", "data.classes=2",
+                                 "--set", 'train.loss={type="softmax_cross_entropy.v1"}'])
+    assert result.exit_code == 2 and "y: expected labels of shape (n_samples,)" in result.output
 
 
 @effect("seed")
@@ -1246,3 +1251,102 @@ def test_evaluate_batch_size_is_the_inference_batch(npz_project, monkeypatch):
     result = pipeline_run(npz_project, "evaluate.batch_size=7")
     assert {r.stage: r.status for r in result.stages}["train"] == "cached"
     assert sorted(sizes) == sorted([7] * 8 + [4] + [7] * 4 + [2])  # 60 test, 30 validation
+
+
+# --- model side (issue 10)
+
+
+def regression_data(k: int = 2, n: int = 10, seed: int = 0) -> Prepared:
+    """Float64 features and standardised-as-is targets `(n, k)` (target scaling "none")."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 1.0, (n, 4))
+    y = rng.normal(0.0, 2.0, (n, k))
+    none = Scaling("none", np.zeros(k), np.ones(k))
+    return Prepared(x, y, y.copy(), x[:0], y[:0], x[:0], y[:0], 0, (), (4,),
+                    Scaling("none", np.array(0.0), np.array(1.0)),
+                    target_names=tuple(f"y{j}" for j in range(k)), target_scaling=none)
+
+
+def regression_linear(loss: str, k: int = 2) -> Spec:
+    return make_spec([dense(k, init="normal", std=0.5)], 'task="regression"',
+                     'train.precision="float64"', f"train.loss={{{loss}}}",
+                     'train.optimizer={type="sgd.v1", learning_rate=0.1}', "train.batch_size=10",
+                     inputs=4, classes=0)
+
+
+@effect("train.loss.type = mae.v1", "train.loss.type = huber.v1", "train.loss.delta (huber.v1)")
+@pytest.mark.parametrize("loss", ['type="mae.v1"', 'type="huber.v1"', 'type="huber.v1", delta=0.4'])
+def test_regression_loss_value_and_gradient_step(loss):
+    data = regression_data()
+    spec = regression_linear(loss)
+    s0 = initial(spec)
+    W0, b0 = s0["layers.0.W"], s0["layers.0.b"]
+    result, W, b = trained(spec, data)
+    X, T = data.x_train, data.t_train
+    R = X @ W0 + b0 - T
+    if "mae" in loss:
+        value, dZ = np.abs(R).sum() / 10, np.sign(R) / 10
+    else:
+        delta = 0.4 if "delta" in loss else 1.0
+        inside = np.abs(R) <= delta
+        assert inside.any() and (~inside).any()  # both parts of the loss are exercised
+        value = np.where(inside, 0.5 * R ** 2, delta * (np.abs(R) - 0.5 * delta)).sum() / 10
+        dZ = np.clip(R, -delta, delta) / 10
+    assert result.history[0].train_loss == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(W, W0 - 0.1 * X.T @ dZ, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(b, b0 - 0.1 * dZ.sum(axis=0), rtol=1e-12, atol=1e-15)
+
+
+@effect("train.loss.balanced (softmax_cross_entropy.v1)",
+        "train.loss.class_weights (softmax_cross_entropy.v1)")
+@pytest.mark.parametrize("weights", ["balanced", (0.5, 2.0, 4.0)])
+def test_class_weights_scale_each_samples_loss(weights):
+    rng = np.random.default_rng(4)
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 0])  # 7, 3 and 2 samples: unbalanced
+    data = prepared(rng.normal(0.0, 1.0, (12, 5)), y, 3)
+    keys = "balanced=true" if weights == "balanced" else f"class_weights={list(weights)}"
+    spec = linear("train.batch_size=12", f'train.loss={{type="softmax_cross_entropy.v1", {keys}}}',
+                  loss="softmax_cross_entropy.v1")
+    w = np.array([12 / 21, 12 / 9, 12 / 6]) if weights == "balanced" else np.array(weights)
+    s0 = initial(spec)
+    W0, b0 = s0["layers.0.W"], s0["layers.0.b"]
+    result, W, b = trained(spec, data)
+    X, T = data.x_train, data.t_train
+    P = softmax(X @ W0 + b0)
+    sample_w = w[y][:, None]
+    assert result.history[0].train_loss == pytest.approx(
+        -np.mean(sample_w[:, 0] * np.sum(T * np.log(P), axis=1)), rel=1e-12)
+    dZ = sample_w * (P - T) / 12
+    np.testing.assert_allclose(W, W0 - 0.1 * X.T @ dZ, rtol=1e-12, atol=1e-15)
+    unweighted = trained(linear("train.batch_size=12", loss="softmax_cross_entropy.v1"), data)[1]
+    assert not np.allclose(W, unweighted)
+
+
+def test_class_weights_must_match_the_classes():
+    with pytest.raises(MlpspecError, match=r"train\.loss\.class_weights: expected 3 weights \(one per "
+                                           r"class of the data\), found 2"):
+        linear('train.loss={type="softmax_cross_entropy.v1", class_weights=[1.0, 2.0]}')
+    with pytest.raises(MlpspecError, match=r"expected either balanced = true or explicit class_weights"):
+        linear('train.loss={type="softmax_cross_entropy.v1", balanced=true, class_weights=[1, 1, 1]}')
+    with pytest.raises(MlpspecError, match=r"class_weights: expected every weight > 0"):
+        linear('train.loss={type="softmax_cross_entropy.v1", class_weights=[1.0, 0.0, 1.0]}')
+
+
+@effect("train.early_stopping.metric")
+def test_early_stopping_on_r2_keeps_the_best_r2_epoch():
+    data = regression_data(n=40, seed=1)
+    rng = np.random.default_rng(2)
+    x_val = rng.normal(0.0, 1.0, (12, 4))
+    y_val = rng.normal(0.0, 2.0, (12, 2))
+    data = Prepared(data.x_train, data.y_train, data.t_train, x_val, y_val, x_val, y_val, 0, (),
+                    (4,), data.scaling, target_names=data.target_names,
+                    target_scaling=data.target_scaling)
+    spec = make_spec([dense(2, init="normal", std=0.5)], 'task="regression"',
+                     'train.precision="float64"', 'train.loss={type="mse.v1"}',
+                     'train.optimizer={type="sgd.v1", learning_rate=0.5}', "train.batch_size=10",
+                     "train.epochs=30", "train.early_stopping.patience=3",
+                     'train.early_stopping.metric="r2"', inputs=4, classes=0)
+    result = fit(spec, data)
+    r2 = [record.val_r2 for record in result.history]
+    assert result.best_epoch == int(np.argmax(r2)) + 1
+    assert all(not math.isnan(v) for v in r2)
