@@ -39,6 +39,15 @@ V1_1_INPUTS = np.array([[12.5, 1.5, 95.0, 0.25, 500.0, -6.0],
 V1_1_LOGITS = [[-0.5872359871864319, 0.15030035376548767, 0.6569898724555969],
                [0.4776493012905121, -0.8774449229240417, -0.4426971673965454]]
 
+V1_2 = MODEL_FILES / "v1.2.mlpm"
+V1_2_SHA256 = "d0c3345e4b4d237f675ed04ccbe014ed075f35682e89c65e84ef765bc48eb805"
+V1_2_INPUTS = np.array([[0.5, 40.0, 1.0, -2.0, 0.25],
+                        [-1.25, 72.0, 1.75, 1.5, 0.75]])
+V1_2_LOGITS = [[0.5706477761268616, -0.34099870920181274],
+               [-0.10342514514923096, -4.290712833404541]]
+V1_2_VALUES = [[196.47520264983177, -0.7713124193251133],
+               [144.2345512509346, -1.0181695520877838]]
+
 SMALL_SPEC = npz_spec("small", inputs=6) + """
 [[network.layers]]
 type = "dense.v1"
@@ -155,6 +164,69 @@ def test_v1_1_file_reencodes_to_the_same_bytes():
     assert infer.load(data).to_bytes() == data
 
 
+def test_v1_2_file_is_unchanged():
+    assert hashlib.sha256(V1_2.read_bytes()).hexdigest() == V1_2_SHA256
+
+
+def test_v1_2_regression_file_loads_with_pinned_values():
+    model = infer.load(V1_2)
+    assert model.format_version == (1, 2)
+    assert model.task == "regression" and model.classes == ()
+    assert model.target_names == ("progression", "ratio")
+    assert model.target_scaling["kind"] == "standardize"
+    assert model.target_scaling["offset"].tolist() == [152.25, -0.75]
+    assert model.target_scaling["scale"].tolist() == [77.5, 0.0625]
+    assert model.output == "identity" and model.loss == "huber.v1"
+    np.testing.assert_allclose(model.logits(V1_2_INPUTS), V1_2_LOGITS, rtol=1e-6)
+    np.testing.assert_allclose(model.predict(V1_2_INPUTS), V1_2_VALUES, rtol=1e-6)
+    # The values are the logits de-standardised, in float64, exactly.
+    logits = model.logits(V1_2_INPUTS).astype(np.float64)
+    np.testing.assert_array_equal(model.predict(V1_2_INPUTS), logits * [77.5, 0.0625] + [152.25, -0.75])
+    np.testing.assert_array_equal(model.predict(V1_2_INPUTS[1]), model.predict(V1_2_INPUTS)[1])
+    with pytest.raises(TypeError, match=r"predict_proba: this is a regression model \(2 targets: "
+                                        r"progression, ratio\); it has no class probabilities"):
+        model.predict_proba(V1_2_INPUTS)
+    described = model.describe()
+    assert described["task"] == "regression"
+    assert described["targets"] == {"names": ["progression", "ratio"], "scaling": "standardize",
+                                    "offset": [152.25, -0.75], "scale": [77.5, 0.0625]}
+
+
+def test_v1_2_file_reencodes_to_the_same_bytes():
+    data = V1_2.read_bytes()
+    assert infer.load(data).to_bytes() == data
+
+
+def test_older_files_are_classification():
+    for path in (V1_0, V1_1):
+        model = infer.load(path)
+        assert model.task == "classification" and model.target_names == ()
+        assert model.describe()["task"] == "classification" and model.describe()["targets"] is None
+
+
+def test_regression_fields_are_checked():
+    doc = document(V1_2.read_bytes())
+    for change, match in [
+        (lambda d: d.update(task="ranking"), r"^task: expected 'classification' or 'regression'"),
+        (lambda d: d.pop("targets"), r"^targets: missing"),
+        (lambda d: d.update(classes=["a", "b"]), r"^classes: unexpected in a regression model"),
+        (lambda d: d["targets"].update(names=["one"]), r"^targets\.names: expected 2 names"),
+        (lambda d: d["targets"]["scaling"].update(kind="unit"),
+         r"^targets\.scaling\.kind: expected 'standardize' or 'none'"),
+        (lambda d: d["targets"]["scaling"].update(scale=infer.tensor_entry(np.zeros(2))),
+         r"^targets\.scaling\.scale\.data: expected non-zero values"),
+        (lambda d: d["architecture"].update(output="softmax"),
+         r"^architecture\.output: expected 'identity' for a regression model"),
+        (lambda d: d.pop("task"), r"^targets: unexpected in a classification model"),
+    ]:
+        changed = document(V1_2.read_bytes())
+        change(changed)
+        format_error(reencode(changed), match)
+    classification = document(V1_1.read_bytes())
+    classification["targets"] = doc["targets"]
+    format_error(reencode(classification), r"^targets: unexpected in a classification model")
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -210,7 +282,7 @@ def test_newer_major_is_rejected_naming_both_versions():
     doc["architecture"] = "something a 1.x reader cannot know"
     error = format_error(reencode(doc))
     assert str(error) == ("format_version: the file has format version 2.3, newer than this "
-                          "reader's 1.1; read it with a newer mlpspec (or its infer.py)")
+                          "reader's 1.2; read it with a newer mlpspec (or its infer.py)")
 
 
 def test_newer_minor_with_unknown_fields_loads():

@@ -179,8 +179,10 @@ class Prepared:
             "sample_shape": list(self.sample_shape), "scaling": self.scaling.kind,
             "one_hot": self.t_train.ndim == 2, "checksums": dict(self.checksums),
             "raw_input": self.raw_input.to_meta() if self.raw_input is not None else None,
-            "target_names": list(self.target_names),
-            "target_scaling": None if self.target_scaling is None else self.target_scaling.kind})
+            # Regression only, so a classification entry keeps its layout.
+            **({} if self.target_scaling is None else {
+                "target_names": list(self.target_names),
+                "target_scaling": self.target_scaling.kind})})
 
     @classmethod
     def load(cls, folder: Path, *, mmap: bool = False) -> Prepared:
