@@ -374,3 +374,27 @@ def test_float_targets_with_nan_are_refused_naming_the_file(tmp_path):
     result = cli("run", str(spec_path), "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "run"))
     assert result.exit_code == 2
     assert "test.npz: y: expected finite targets, found NaN or infinity at sample 4" in result.output
+
+
+# ---------------------------------------------------------------- the example spec
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_diabetes_spec_is_valid():
+    result = cli("validate", str(REPO / "specs" / "diabetes.toml"))
+    assert result.exit_code == 0, result.output
+
+
+def test_diabetes_spec_runs_on_the_tools_data(tmp_path):
+    """The README's two commands: the tool writes the npz files, the spec trains on them."""
+    pytest.importorskip("sklearn")
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "make_regression_data.py"),
+                           "--out", str(tmp_path / "data" / "diabetes")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    shutil.copy(REPO / "specs" / "diabetes.toml", tmp_path / "diabetes.toml")
+    result = cli("run", str(tmp_path / "diabetes.toml"), "--json", "--cache-dir", str(tmp_path / "cache"),
+                 "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    test = json.loads(result.stdout)["test"]
+    assert test["samples"] == 88 and test["r2"] > 0.3
