@@ -44,8 +44,19 @@ def _load(spec: Path, overrides: list[str] | None):
 @user_errors
 def validate(spec: SpecArg, set_: SetOption = None) -> None:
     """Check a spec; exit 0 when valid, 2 with every problem otherwise."""
-    _load(spec, set_)
+    loaded = _load(spec, set_)
+    if loaded.task == "regression":
+        _validate_targets(loaded, spec.parent)
     typer.echo(f"{spec}: valid")
+
+
+def _validate_targets(spec, base: Path) -> None:
+    """Regression: the number of targets is known only from the data, so read it."""
+    from mlpspec.data.prepare import load_raw
+    from mlpspec.pipeline import check_targets
+
+    raw = load_raw(spec.data, base, task=spec.task)
+    check_targets(spec, raw.y_train.shape[1])
 
 
 @app.command()

@@ -366,6 +366,15 @@ def test_output_units_must_match_the_number_of_targets(tmp_path):
             "layer is the output), found 3") in result.output
 
 
+def test_validate_reads_the_data_to_count_the_targets(tmp_path):
+    spec_path = write_project(tmp_path, targets=2)
+    assert cli("validate", str(spec_path)).exit_code == 0
+    spec_path.write_text(regression_spec(targets=1))
+    result = cli("validate", str(spec_path))
+    assert result.exit_code == 2
+    assert "network.layers[2].units: expected 2 (the number of targets in the data" in result.output
+
+
 def test_float_targets_with_nan_are_refused_naming_the_file(tmp_path):
     spec_path = write_project(tmp_path, targets=1)
     x, y = regression_arrays(10, 0, 1)
