@@ -359,8 +359,9 @@ def data_info(
     """Sample counts, shapes, class balance and verified checksums of a dataset."""
     from mlpspec.data.prepare import load_raw
 
-    data_spec, base, _ = _data_target(target, set_, "TARGET")
-    raw = load_raw(data_spec, base, log=lambda m: typer.echo(m, err=True))
+    data_spec, base, spec = _data_target(target, set_, "TARGET")
+    raw = load_raw(data_spec, base, log=lambda m: typer.echo(m, err=True),
+                   task=spec.task if spec is not None else "classification")
     info = raw.describe()
     if as_json:
         typer.echo(json.dumps(info, indent=2))

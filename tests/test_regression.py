@@ -375,6 +375,12 @@ def test_validate_reads_the_data_to_count_the_targets(tmp_path):
     assert "network.layers[2].units: expected 2 (the number of targets in the data" in result.output
 
 
+def test_data_info_reads_regression_data_without_a_traceback(tmp_path):
+    result = cli("data", "info", str(write_project(tmp_path, targets=2)), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["train"]["samples"] == 240
+
+
 def test_float_targets_with_nan_are_refused_naming_the_file(tmp_path):
     spec_path = write_project(tmp_path, targets=1)
     x, y = regression_arrays(10, 0, 1)

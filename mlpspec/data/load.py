@@ -42,7 +42,8 @@ class RawDataset:
 
     `x_train` is `(n_train, *sample_shape)` and `x_test` `(n_test, *sample_shape)`
     in the file's dtype (uint8 for MNIST, float64 from CSV); `y_train` `(n_train,)`
-    and `y_test` `(n_test,)` are int64 in `[0, classes)`. `checksums` maps each
+    and `y_test` `(n_test,)` are int64 in `[0, classes)` (regression, `classes`
+    0: float64 targets `(n, k)`, no class names). `checksums` maps each
     file read to the sha256 of the payload actually parsed (decompressed for IDX),
     keyed by file name for built-in datasets and by role (`train`, `test`,
     `train_images`, ...) for local files, so that where a file lies doesn't matter.
@@ -75,7 +76,9 @@ class RawDataset:
         "train" / "test": {"samples", "shape", "dtype", "class_counts": [int] * classes}}`;
         `shape` is the per-sample shape, e.g. `[28, 28]`.
         """
-        counts = self.class_counts()
+        # Regression data (classes 0) have no classes to count.
+        counts = self.class_counts() if self.classes else {"train": np.zeros(0, int),
+                                                           "test": np.zeros(0, int)}
         splits = {"train": self.x_train, "test": self.x_test}
         return {
             "name": self.name,

@@ -161,10 +161,6 @@ class Prepared:
     target_names: tuple[str, ...] = ()
     target_scaling: Scaling | None = None
 
-    @property
-    def task(self) -> str:
-        return "classification" if self.target_scaling is None else "regression"
-
     def save(self, folder: Path) -> None:
         """Write the splits and what describes them into `folder`."""
         folder = Path(folder)

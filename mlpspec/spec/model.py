@@ -251,7 +251,8 @@ class NetworkSpec:
     inputs: int = option(doc="Number of input features (784 for flattened 28x28 images).",
                          checks=(positive,))
     layers: tuple[object, ...] = option(
-        doc="The layers, in order; the last dense layer's `units` is the number of classes.",
+        doc="The layers, in order; the last dense layer's `units` is the number of classes "
+            "(regression: of targets).",
         checks=(non_empty,), tagged=Tagged("type", _registered("layer")))
 
 
