@@ -266,7 +266,8 @@ def npz_project(tmp_path: Path) -> Path:
         x, y = split(n)
         np.savez(tmp_path / f"{name}.npz", x=x, y=y)
     (tmp_path / "digits.toml").write_text(
-        npz_spec("digits", inputs=64, seed=1, data='[data.validation]\nsize = 30\n')
+        npz_spec("digits", inputs=64, seed=1,
+                 data='[data.validation]\ntake_from = "test"\nsize = 30\nstratify = false\n')
         + '[[network.layers]]\ntype = "dense.v1"\nunits = 3\n'
         '[train]\nepochs = 1\nbatch_size = 50\n[train.optimizer]\ntype = "sgd.v1"\n'
         "learning_rate = 0.01\n")
@@ -430,7 +431,8 @@ def preprocessed(folder: Path, *overrides: str, name: str = "p") -> Prepared:
     `data.preprocess.scale` is overridden)."""
     spec = parse_spec(npz_spec(name, inputs=4) + '[[network.layers]]\ntype = "dense.v1"\n'
                       "units = 3\n[train]\nepochs = 1\n", str(folder / f"{name}.toml"),
-                      ('data.preprocess.scale="none"', "data.validation.size=10", *overrides))
+                      ('data.preprocess.scale="none"', 'data.validation.take_from="test"',
+                       "data.validation.size=10", "data.validation.stratify=false", *overrides))
     pipeline = Pipeline(spec, folder, Cache(folder / "cache"), Progress())
     pipeline.entry("preprocess")
     return pipeline.prepared()
