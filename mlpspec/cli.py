@@ -40,11 +40,25 @@ def _load(spec: Path, overrides: list[str] | None):
     return load_spec(spec, overrides or ())
 
 
+def _load_checked(spec: Path, overrides: list[str] | None):
+    """The spec, checked against its local data files too (their headers and counts),
+    so that `validate` and `run` refuse the same specs before any training."""
+    from mlpspec.data.check import check_spec_against_data
+    from mlpspec.errors import SpecError
+
+    loaded = _load(spec, overrides)
+    problems = check_spec_against_data(loaded, spec.parent, source=str(spec))
+    if problems:
+        raise SpecError(problems)
+    return loaded
+
+
 @app.command()
 @user_errors
 def validate(spec: SpecArg, set_: SetOption = None) -> None:
-    """Check a spec; exit 0 when valid, 2 with every problem otherwise."""
-    _load(spec, set_)
+    """Check a spec and its local data files' headers and counts; exit 0 when valid,
+    2 with every problem (and its fix) otherwise."""
+    _load_checked(spec, set_)
     typer.echo(f"{spec}: valid")
 
 
@@ -85,7 +99,7 @@ def run(
     from mlpspec.pipeline import Pipeline
     from mlpspec.progress import LiveProgress, PlainProgress, Progress
 
-    loaded = _load(spec, set_)
+    loaded = _load_checked(spec, set_)
     if quiet or as_json:
         progress = Progress()
     elif sys.stderr.isatty():
