@@ -337,8 +337,30 @@ def _data_target(target: str, overrides: list[str] | None, what: str):
     if not path.is_file():
         _fail(f"error: {what} {target!r} is neither a built-in dataset "
               f"({', '.join(BUILTIN_DATASETS)}) nor a spec file")
+    if _is_data_file(path):
+        source = {".csv": "csv", ".npz": "npz"}.get(path.suffix.lower(), "idx")
+        _fail(f"error: {what} {target!r} is a data file; {what} takes a built-in dataset "
+              f"({', '.join(BUILTIN_DATASETS)}) or a spec file (TOML) whose [data] table names "
+              f"the files, e.g. source = \"{source}\" with its train and test files and "
+              f"classes (see docs/spec.md, data.source)")
     spec = _load(path, overrides)
     return spec.data, path.parent, spec
+
+
+DATA_SUFFIXES = (".csv", ".npz", ".npy", ".gz", ".idx", ".idx1-ubyte", ".idx3-ubyte")
+
+
+def _is_data_file(path: Path) -> bool:
+    """Whether `path` looks like a data file (by its name, or an IDX or zip header), not a spec."""
+    name = path.name.lower()
+    if name.endswith(DATA_SUFFIXES) or "-ubyte" in name:
+        return True
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(4)
+    except OSError:
+        return False
+    return head.startswith((b"PK\x03\x04", b"\x93NUM", b"\x1f\x8b")) or head[:2] == b"\0\0"
 
 
 def _format_info(info: dict) -> str:
