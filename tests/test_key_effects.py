@@ -1248,3 +1248,29 @@ def test_evaluate_batch_size_is_the_inference_batch(npz_project, monkeypatch):
     result = pipeline_run(npz_project, "evaluate.batch_size=7")
     assert {r.stage: r.status for r in result.stages}["train"] == "cached"
     assert sorted(sizes) == sorted([7] * 8 + [4] + [7] * 4 + [2])  # 60 test, 30 validation
+
+
+# --- small data and images (issue 10)
+
+
+@effect("data.validation.take_from", "data.validation.size", "data.validation.stratify")
+def test_default_validation_is_a_tenth_of_train_stratified(numbered):
+    """Without a [data.validation] table: 10 % of the training set, stratified by class,
+    drawn from the seed; the test set is left whole (so it works on small data)."""
+    def prepared(*overrides: str) -> Prepared:
+        spec = parse_spec(npz_spec("d", inputs=4) + '[[network.layers]]\ntype = "dense.v1"\n'
+                          "units = 3\n[train]\nepochs = 1\n", str(numbered / "d.toml"),
+                          ('data.preprocess.scale="none"', *overrides))
+        pipeline = Pipeline(spec, numbered, Cache(numbered / "cache"), Progress())
+        pipeline.entry("preprocess")
+        return pipeline.prepared()
+
+    default = prepared()
+    assert ids(default.x_test) == list(range(1000, 1030))
+    assert len(default.x_val) == 6 and len(default.x_train) == 54
+    assert sorted(ids(default.x_val) + ids(default.x_train)) == list(range(60))
+    # 40:15:5 of 6 by largest remainders: 4, 1.5 -> 2, 0.5 -> 0.
+    assert np.bincount(default.y_val, minlength=3).tolist() == [4, 2, 0]
+    explicit = prepared('data.validation.take_from="train"', "data.validation.size=0.1",
+                        "data.validation.stratify=true", "data.validation.shuffle=true")
+    assert ids(explicit.x_val) == ids(default.x_val)
