@@ -192,6 +192,7 @@ def test_spec_version_only_1_is_read(tmp_path):
     spec = tmp_path / "s.toml"
     spec.write_text(npz_spec("v", inputs=4) + "[[network.layers]]\ntype = \"dense.v1\"\n"
                     "units = 3\n[train]\nepochs = 1\n")
+    tiny_npz_files(tmp_path)  # validate reads the data files' headers
     runner = CliRunner()
     assert runner.invoke(app, ["validate", str(spec)]).exit_code == 0
     result = runner.invoke(app, ["validate", str(spec), "--set", "spec_version=2"])
@@ -205,6 +206,7 @@ def test_task_regression_is_refused_until_its_engine_exists(tmp_path):
     spec = tmp_path / "s.toml"
     spec.write_text(npz_spec("t", inputs=4) + "[[network.layers]]\ntype = \"dense.v1\"\n"
                     "units = 3\n[train]\nepochs = 1\n")
+    tiny_npz_files(tmp_path)  # validate reads the data files' headers
     runner = CliRunner()
     assert runner.invoke(app, ["validate", str(spec), "--set", 'task="classification"']).exit_code == 0
     result = runner.invoke(app, ["validate", str(spec), "--set", 'task="regression"'])
@@ -1274,3 +1276,10 @@ def test_default_validation_is_a_tenth_of_train_stratified(numbered):
     explicit = prepared('data.validation.take_from="train"', "data.validation.size=0.1",
                         "data.validation.stratify=true", "data.validation.shuffle=true")
     assert ids(explicit.x_val) == ids(default.x_val)
+
+
+def tiny_npz_files(folder: Path) -> None:
+    """`train.npz` (30 samples) and `test.npz` (12) of 4 features and 3 classes in
+    `folder`, for specs from `npz_spec(..., inputs=4)` that `validate` checks."""
+    for name, n in (("train", 30), ("test", 12)):
+        np.savez(folder / f"{name}.npz", x=np.arange(n * 4.0).reshape(n, 4), y=np.arange(n) % 3)
