@@ -81,7 +81,6 @@ def predict(
     predicted; the exit code is then 2.
     """
     from mlpspec import infer
-
     from mlpspec.image_input import INVERT_CHOICES
 
     if invert not in INVERT_CHOICES:

@@ -143,3 +143,17 @@ def test_csv_label_column_out_of_range(small):
     assert result.exit_code == 2
     assert (f"data.label_column: expected a column of {small / 'train.csv'} (it has 9 columns: "
             f"0 to 8), found 12; set data.label_column to the label's column") in result.stderr
+
+
+def test_float_targets_are_not_stratified():
+    """The default `stratify = true` applies to class labels only: float targets (regression)
+    are held out at random, not by distinct value (which would take the smallest ones)."""
+    from mlpspec.data.load import RawDataset
+    from mlpspec.data.prepare import split_validation
+    from mlpspec.spec.model import ValidationSpec
+
+    targets = np.linspace(0.0, 1.0, 200)
+    raw = RawDataset("r", np.zeros((200, 2)), targets, np.zeros((10, 2)), np.zeros(10), 2,
+                     ("a", "b"), {})
+    held = split_validation(raw, ValidationSpec(), seed=0)[3]
+    assert len(held) == 20 and held.max() > 0.5  # not the 20 smallest

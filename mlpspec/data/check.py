@@ -164,9 +164,14 @@ def _features(shape: tuple[int, ...]) -> str:
 def _read_facts(source, base_dir: Path, *, classification: bool) -> tuple[FileFacts, FileFacts]:
     paths = {key: base_dir / name for key, name in source.files().items()}
     for key, path in paths.items():
-        if not path.is_file():
-            raise _Unreadable(f"data.{key}", f"{path}: no such file; the path is taken from "
-                              "the spec's folder")
+        try:
+            found = path.is_file() or ("a folder" if path.is_dir() else None)
+        except (OSError, ValueError) as error:  # a name too long, a NUL byte
+            raise _Unreadable(f"data.{key}", f"{path}: cannot be a data file ({error})") from None
+        if found is not True:
+            what = "a folder, not a file" if found else "no such file"
+            raise _Unreadable(f"data.{key}", f"{path}: {what}; the path is taken from the "
+                              "spec's folder")
     match source:
         case model.NpzSource():
             return (_npz_facts(paths["train"], "data.train", classification),
