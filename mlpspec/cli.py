@@ -40,11 +40,25 @@ def _load(spec: Path, overrides: list[str] | None):
     return load_spec(spec, overrides or ())
 
 
+def _load_checked(spec: Path, overrides: list[str] | None):
+    """The spec, checked against its local data files too (their headers and counts),
+    so that `validate` and `run` refuse the same specs before any training."""
+    from mlpspec.data.check import check_spec_against_data
+    from mlpspec.errors import SpecError
+
+    loaded = _load(spec, overrides)
+    problems = check_spec_against_data(loaded, spec.parent, source=str(spec))
+    if problems:
+        raise SpecError(problems)
+    return loaded
+
+
 @app.command()
 @user_errors
 def validate(spec: SpecArg, set_: SetOption = None) -> None:
-    """Check a spec; exit 0 when valid, 2 with every problem otherwise."""
-    loaded = _load(spec, set_)
+    """Check a spec and its local data files' headers and counts; exit 0 when valid,
+    2 with every problem (and its fix) otherwise."""
+    loaded = _load_checked(spec, set_)
     if loaded.task == "regression":
         _validate_targets(loaded, spec.parent)
     typer.echo(f"{spec}: valid")
@@ -96,7 +110,7 @@ def run(
     from mlpspec.pipeline import Pipeline
     from mlpspec.progress import LiveProgress, PlainProgress, Progress
 
-    loaded = _load(spec, set_)
+    loaded = _load_checked(spec, set_)
     if quiet or as_json:
         progress = Progress()
     elif sys.stderr.isatty():
@@ -382,8 +396,30 @@ def _data_target(target: str, overrides: list[str] | None, what: str):
     if not path.is_file():
         _fail(f"error: {what} {target!r} is neither a built-in dataset "
               f"({', '.join(BUILTIN_DATASETS)}) nor a spec file")
+    if _is_data_file(path):
+        source = {".csv": "csv", ".npz": "npz"}.get(path.suffix.lower(), "idx")
+        _fail(f"error: {what} {target!r} is a data file; {what} takes a built-in dataset "
+              f"({', '.join(BUILTIN_DATASETS)}) or a spec file (TOML) whose [data] table names "
+              f"the files, e.g. source = \"{source}\" with its train and test files and "
+              f"classes (see docs/spec.md, data.source)")
     spec = _load(path, overrides)
     return spec.data, path.parent, spec
+
+
+DATA_SUFFIXES = (".csv", ".npz", ".npy", ".gz", ".idx", ".idx1-ubyte", ".idx3-ubyte")
+
+
+def _is_data_file(path: Path) -> bool:
+    """Whether `path` looks like a data file (by its name, or an IDX or zip header), not a spec."""
+    name = path.name.lower()
+    if name.endswith(DATA_SUFFIXES) or "-ubyte" in name:
+        return True
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(4)
+    except OSError:
+        return False
+    return head.startswith((b"PK\x03\x04", b"\x93NUM", b"\x1f\x8b")) or head[:2] == b"\0\0"
 
 
 def _format_info(info: dict) -> str:

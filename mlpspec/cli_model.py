@@ -59,32 +59,58 @@ def register(app: typer.Typer) -> None:
 def predict(
     model_path: ModelArg,
     inputs: Annotated[list[Path], typer.Argument(
-        help="Images (PNG, JPEG, ...; needs Pillow), .npy arrays or IDX files (gzip or raw); "
-             "each holds one sample or a batch.", show_default=False)],
+        help="Images (PNG, JPEG, ...; needs Pillow), .npy or .npz arrays, CSV files of raw "
+             "values (one sample a row) or IDX files (gzip or raw); each holds one sample or "
+             "a batch.", show_default=False)],
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Show the K most likely classes.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")] = False,
+    invert: Annotated[str, typer.Option(
+        "--invert", metavar="auto|yes|no",
+        help="Images: invert grey levels. auto inverts dark ink on a light background "
+             "(the border's median brighter than mid-grey); yes/no force it.")] = "auto",
 ) -> None:
     """Classify raw samples with a model file: prints the top classes of each sample
     (a regression model: the predicted value of each target).
 
     Samples are raw, as the training data gave them (pixels 0..255, CSV
     numbers); the model applies its own preprocessing and refuses samples that
-    cannot be what it was trained on.
+    cannot be what it was trained on. Images for a model of 2-D samples are
+    brought to the form of MNIST's digits first (fit in a 20x20 box keeping
+    the aspect ratio, centred by centre of mass in 28x28; scaled for other
+    sizes), unless they already have the model's size. An input that cannot
+    be read or does not fit is reported on stderr and the others are still
+    predicted; the exit code is then 2.
     """
     from mlpspec import infer
+    from mlpspec.image_input import INVERT_CHOICES
 
+    if invert not in INVERT_CHOICES:
+        raise MlpspecError(f"--invert: expected one of {', '.join(INVERT_CHOICES)}, "
+                           f"found {invert!r}")
     model = load_model(model_path)
     regression = model.task == "regression"
+    failed = 0
     for path in inputs:
-        samples = _read_input(path, model)
+        # One bad input is reported and skipped: the others are still predicted.
         try:
-            scores = model.predict(samples) if regression else model.predict_proba(samples)
-        except infer.InputError as error:
-            raise ModelFileError(path, str(error)) from None
+            samples = _read_input(path, model, invert=invert)
+            try:
+                scores = model.predict(samples) if regression else model.predict_proba(samples)
+            except infer.InputError as error:
+                raise ModelFileError(path, str(error)) from None
+        except MlpspecError as error:
+            typer.echo(f"error: {error}", err=True)
+            failed += 1
+            continue
         single = scores.ndim == 1
         for index, row in enumerate(scores[None] if single else scores):
             where = str(path) if single else f"{path}[{index}]"
             typer.echo(_format_row(model, row, where, path, None if single else index, top, as_json))
+    if failed:
+        if len(inputs) > 1:
+            typer.echo(f"error: {failed} of {len(inputs)} inputs failed (reported above); "
+                       f"the others were predicted", err=True)
+        raise typer.Exit(2)
 
 
 def _format_row(model, row, where: str, path: Path, index: int | None, top: int,
@@ -104,8 +130,17 @@ def _format_row(model, row, where: str, path: Path, index: int | None, top: int,
     return f"{where}: " + ", ".join(f"{printable(r['label'])} ({r[score_name]:.4g})" for r in ranked)
 
 
-def _read_input(path: Path, model):
-    """The raw samples in `path` as a NumPy array, in the file's dtype."""
+INPUT_KINDS = "inputs are images, .npy, .npz, .csv or IDX files"
+
+
+def _read_input(path: Path, model, *, invert: str = "auto"):
+    """The raw samples in `path` as a NumPy array, in the file's dtype (float64 from CSV).
+
+    `.npy`: the array; `.npz`: its array `x`, or its only array; `.csv`: one
+    sample a row, comma-separated numbers (a first row that is not numbers is
+    a header and skipped), reshaped to the model's sample shape; images: see
+    `_read_image`; anything else is read as an IDX file.
+    """
     import numpy as np
 
     if not path.is_file():
@@ -116,17 +151,99 @@ def _read_input(path: Path, model):
             return np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as error:
             raise ModelFileError(path, f"not a readable .npy file: {error}") from None
+    if suffix == ".npz":
+        return _read_npz(path)
+    if suffix == ".csv":
+        return _read_csv(path, model)
     if suffix in IMAGE_SUFFIXES:
-        return _read_image(path, model)
+        return _read_image(path, model, invert=invert)
     from mlpspec.data.idx import read_idx_file
 
     try:
         return read_idx_file(path)
     except MlpspecError as error:  # the message names the file already
-        raise MlpspecError(f"{error} (inputs are images, .npy or IDX files)") from None
+        raise MlpspecError(f"{error} ({INPUT_KINDS})") from None
 
 
-def _read_image(path: Path, model):
+def _read_npz(path: Path):
+    """Array `x` of an `.npz` archive, or its only array."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if "x" in names:
+                name = "x"
+            elif len(names) == 1:
+                name = names[0]
+            else:
+                found = ", ".join(names) or "no arrays"
+                raise ModelFileError(path, f"expected an array named x or a single array, "
+                                           f"found {found}")
+            return archive[name]
+    except ModelFileError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as error:
+        raise ModelFileError(path, f"not a readable .npz archive: {error}") from None
+
+
+def _read_csv(path: Path, model):
+    """Rows of comma-separated numbers `(n, *sample_shape)` float64; a non-numeric
+    first row is a header and skipped."""
+    import csv
+    import io
+    import math
+
+    import numpy as np
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ModelFileError(path, f"not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise ModelFileError(path, f"cannot read the file: {error.strerror or error}") from None
+    rows = [(number, row) for number, row in enumerate(csv.reader(io.StringIO(text)), start=1)
+            if row and "".join(row).strip()]
+    if rows and not all(_is_number(cell) for cell in rows[0][1]):
+        rows = rows[1:]  # a header: column names
+    if not rows:
+        raise ModelFileError(path, "no rows of numbers")
+    width = math.prod(model.sample_shape)
+    values = []
+    for number, row in rows:
+        if len(row) != width:
+            hint = " (a label column? remove it)" if len(row) == width + 1 else ""
+            raise ModelFileError(path, f"line {number}: expected {width} values per row (the "
+                                       f"model's samples have {width} features), found "
+                                       f"{len(row)}{hint}")
+        try:
+            values.append([float(cell) for cell in row])
+        except ValueError:
+            bad = next(i for i, cell in enumerate(row, start=1) if not _is_number(cell))
+            raise ModelFileError(path, f"line {number}, column {bad}: expected a number, "
+                                       f"found {row[bad - 1]!r}") from None
+    return np.array(values, dtype=np.float64).reshape(len(values), *model.sample_shape)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_image(path: Path, model, *, invert: str = "auto"):
+    """An image as the model's raw sample.
+
+    For a model of 2-D samples (grey images): converted to grey; an image of
+    another size is brought to the form of MNIST's digits (`mlpspec.image_input`),
+    inverted first if it is dark on light (`invert`: auto, yes, no); one of the
+    model's size is taken as it is, inverted only if asked to or if auto finds
+    a light background. Colour models `(h, w, 1|3|4)` take the image as it is.
+    """
     import numpy as np
 
     try:
@@ -142,9 +259,17 @@ def _read_image(path: Path, model):
         raise ModelFileError(path, f"the model takes samples of shape {shape}, not images")
     try:
         with Image.open(path) as image:
+            image.load()
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                # Transparent pixels count as background: flatten onto white.
+                rgba = image.convert("RGBA")
+                paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(paper, rgba)
             pixels = np.asarray(image.convert(mode), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
         raise ModelFileError(path, f"cannot read the image: {error}") from None
+    if len(shape) == 2:
+        return _grey_sample(path, pixels, model, invert)
     if len(shape) == 3 and shape[-1] == 1:
         pixels = pixels[..., None]
     if pixels.shape != shape:
@@ -152,6 +277,29 @@ def _read_image(path: Path, model):
         raise ModelFileError(path, f"the image is {width}x{height} pixels; the model expects "
                                    f"{shape[1]}x{shape[0]}")
     return pixels
+
+
+def _grey_sample(path: Path, pixels, model, invert: str):
+    """A grey `(h, w)` uint8 image as a sample of the model's 2-D shape."""
+    import numpy as np
+
+    from mlpspec.image_input import mnist_like, should_invert
+
+    shape = tuple(model.sample_shape)
+    contract = model.input_contract
+    maximum = float(contract["max"].max()) if contract is not None else 255.0
+    if pixels.shape == shape and maximum == 255.0:
+        inverted = should_invert(pixels, invert)
+        sample = 255 - pixels if inverted else pixels
+    else:
+        whole = contract is None or bool(contract["whole"])
+        sample, inverted = mnist_like(pixels, shape, invert=invert, maximum=maximum, whole=whole)
+        if contract is not None and contract["dtype"] == "uint8":
+            sample = sample.astype(np.uint8)
+    if inverted and invert == "auto":
+        typer.echo(f"note: {path}: dark on a light background: inverted (--invert no keeps it "
+                   f"as it is)", err=True)
+    return sample
 
 
 # ---------------------------------------------------------------- inspect

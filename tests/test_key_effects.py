@@ -192,6 +192,7 @@ def test_spec_version_only_1_is_read(tmp_path):
     spec = tmp_path / "s.toml"
     spec.write_text(npz_spec("v", inputs=4) + "[[network.layers]]\ntype = \"dense.v1\"\n"
                     "units = 3\n[train]\nepochs = 1\n")
+    tiny_npz_files(tmp_path)  # validate reads the data files' headers
     runner = CliRunner()
     assert runner.invoke(app, ["validate", str(spec)]).exit_code == 0
     result = runner.invoke(app, ["validate", str(spec), "--set", "spec_version=2"])
@@ -271,7 +272,8 @@ def npz_project(tmp_path: Path) -> Path:
         x, y = split(n)
         np.savez(tmp_path / f"{name}.npz", x=x, y=y)
     (tmp_path / "digits.toml").write_text(
-        npz_spec("digits", inputs=64, seed=1, data='[data.validation]\nsize = 30\n')
+        npz_spec("digits", inputs=64, seed=1,
+                 data='[data.validation]\ntake_from = "test"\nsize = 30\nstratify = false\n')
         + '[[network.layers]]\ntype = "dense.v1"\nunits = 3\n'
         '[train]\nepochs = 1\nbatch_size = 50\n[train.optimizer]\ntype = "sgd.v1"\n'
         "learning_rate = 0.01\n")
@@ -435,7 +437,8 @@ def preprocessed(folder: Path, *overrides: str, name: str = "p") -> Prepared:
     `data.preprocess.scale` is overridden)."""
     spec = parse_spec(npz_spec(name, inputs=4) + '[[network.layers]]\ntype = "dense.v1"\n'
                       "units = 3\n[train]\nepochs = 1\n", str(folder / f"{name}.toml"),
-                      ('data.preprocess.scale="none"', "data.validation.size=10", *overrides))
+                      ('data.preprocess.scale="none"', 'data.validation.take_from="test"',
+                       "data.validation.size=10", "data.validation.stratify=false", *overrides))
     pipeline = Pipeline(spec, folder, Cache(folder / "cache"), Progress())
     pipeline.entry("preprocess")
     return pipeline.prepared()
@@ -1350,3 +1353,36 @@ def test_early_stopping_on_r2_keeps_the_best_r2_epoch():
     r2 = [record.val_r2 for record in result.history]
     assert result.best_epoch == int(np.argmax(r2)) + 1
     assert all(not math.isnan(v) for v in r2)
+
+
+# --- small data and images (issue 10)
+
+
+@effect("data.validation.take_from", "data.validation.size", "data.validation.stratify")
+def test_default_validation_is_a_tenth_of_train_stratified(numbered):
+    """Without a [data.validation] table: 10 % of the training set, stratified by class,
+    drawn from the seed; the test set is left whole (so it works on small data)."""
+    def prepared(*overrides: str) -> Prepared:
+        spec = parse_spec(npz_spec("d", inputs=4) + '[[network.layers]]\ntype = "dense.v1"\n'
+                          "units = 3\n[train]\nepochs = 1\n", str(numbered / "d.toml"),
+                          ('data.preprocess.scale="none"', *overrides))
+        pipeline = Pipeline(spec, numbered, Cache(numbered / "cache"), Progress())
+        pipeline.entry("preprocess")
+        return pipeline.prepared()
+
+    default = prepared()
+    assert ids(default.x_test) == list(range(1000, 1030))
+    assert len(default.x_val) == 6 and len(default.x_train) == 54
+    assert sorted(ids(default.x_val) + ids(default.x_train)) == list(range(60))
+    # 40:15:5 of 6 by largest remainders: 4, 1.5 -> 2, 0.5 -> 0.
+    assert np.bincount(default.y_val, minlength=3).tolist() == [4, 2, 0]
+    explicit = prepared('data.validation.take_from="train"', "data.validation.size=0.1",
+                        "data.validation.stratify=true", "data.validation.shuffle=true")
+    assert ids(explicit.x_val) == ids(default.x_val)
+
+
+def tiny_npz_files(folder: Path) -> None:
+    """`train.npz` (30 samples) and `test.npz` (12) of 4 features and 3 classes in
+    `folder`, for specs from `npz_spec(..., inputs=4)` that `validate` checks."""
+    for name, n in (("train", 30), ("test", 12)):
+        np.savez(folder / f"{name}.npz", x=np.arange(n * 4.0).reshape(n, 4), y=np.arange(n) % 3)

@@ -20,7 +20,7 @@ from mlpspec.spec import load_spec
 from conftest import npz_spec
 
 SPEC = npz_spec("digits", inputs=64, seed=1,
-                data='[data.validation]\ntake_from = "train"\nsize = 0.2\n') + """
+                data='[data.validation]\ntake_from = "train"\nsize = 0.2\nstratify = false\n') + """
 [[network.layers]]
 type = "dense.v1"
 units = 16

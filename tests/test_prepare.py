@@ -87,6 +87,7 @@ def test_unit_scaling_and_one_hot():
     for encode in (True, False):
         spec = parse_spec(MINIMAL, "s.toml", ['data.preprocess.scale="unit"',
                                               f"data.preprocess.one_hot={str(encode).lower()}",
+                                              "data.validation.take_from=\"test\"",
                                               "data.validation.size=4"])
         data = prepare(raw, spec.data, seed=0, dtype="float32")
         np.testing.assert_allclose(data.x_train, raw.x_train.reshape(20, 4) / 255, rtol=1e-6)

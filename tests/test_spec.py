@@ -41,7 +41,7 @@ def test_minimal_spec_fills_defaults():
     assert isinstance(spec.data.source, MnistSource)
     assert spec.network.layers == (DenseLayer(units=10),)
     assert spec.train.batch_size == 128
-    assert spec.data.validation.size == 5000
+    assert spec.data.validation.size == 0.1
 
 
 @pytest.mark.parametrize("path", sorted(SPECS.glob("*.toml")), ids=lambda p: p.name)
@@ -88,9 +88,12 @@ BAD = [
     ("loss vs output", ("units = 10", 'units = 10\n[[network.layers]]\ntype = "relu.v1"'), (),
      ["s.toml: network.layers[1].type: expected no layer after the output layer [0]: "
       "'softmax_cross_entropy.v1' applies softmax to its outputs itself, found 'relu.v1'"]),
-    ("validation split too big", ("epochs = 1", "epochs = 1"), ("data.validation.size=10000",),
+    ("validation split too big", ("epochs = 1", "epochs = 1"),
+     ("data.validation.take_from=test", "data.validation.size=10000"),
      ["--set data.validation.size=10000: data.validation.size: expected fewer than the 10000 "
-      "samples of the mnist test set (some must remain), found 10000"]),
+      "samples of the mnist test set (some must remain), found 10000; set data.validation.size "
+      "to a smaller count such as 1000 or a fraction such as 0.1, or "
+      "data.validation.take_from = \"train\""]),
     ("fraction out of range", ("epochs = 1", "epochs = 1"), ("data.validation.size=1.5",),
      ["--set data.validation.size=1.5: data.validation.size: expected an integer count or a "
       "fraction in (0, 1), found 1.5"]),

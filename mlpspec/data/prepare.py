@@ -261,7 +261,10 @@ def split_validation(raw: RawDataset, validation: model.ValidationSpec, seed: in
         return x_train, y_train, x_train[:0], y_train[:0], x_test, y_test
     pool = validation.take_from
     labels = y_test if pool == "test" else y_train
-    keep, held = split_indices(labels, validation.size, stratify=validation.stratify,
+    # Stratify by class only: float targets (regression) are not classes, and
+    # "stratifying" by each distinct value would hold out the smallest ones.
+    stratify = validation.stratify and labels.ndim == 1 and labels.dtype.kind in "iub"
+    keep, held = split_indices(labels, validation.size, stratify=stratify,
                                shuffle=validation.shuffle,
                                generator=rng.generator(seed, "validation-split"),
                                what=f"data.validation.size ({raw.name} {pool} set)")

@@ -124,9 +124,6 @@ def _check_regression(spec: model.Spec, facts: DataFacts, report: Reporter) -> N
                    f"are real values; remove the key), found {source.classes}")
     if not any(isinstance(layer, model.DenseLayer) for layer in spec.network.layers):
         report.add("network.layers", "expected at least one 'dense.v1' layer, found none")
-    if spec.data.validation.stratify:
-        report.add("data.validation.stratify", "expected false: stratifying keeps class shares "
-                   "and regression has no classes, found true")
 
 
 def _check_class_weights(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:
@@ -174,9 +171,29 @@ def _check_validation(spec: model.Spec, facts: DataFacts, report: Reporter) -> N
                    f"found {size!r}")
         return
     available = facts.test_samples if validation.take_from == "test" else facts.train_samples
-    if isinstance(size, int) and available is not None and size >= available:
-        report.add("data.validation.size", f"expected fewer than the {available} samples of the "
-                   f"{facts.label} {validation.take_from} set (some must remain), found {size}")
+    problem = (None if available is None else
+               validation_size_problem(size, available, f"the {facts.label} "
+                                       f"{validation.take_from} set", validation.take_from))
+    if problem is not None:
+        report.add("data.validation.size", problem)
+
+
+def validation_size_problem(size: int | float, available: int, where: str, pool: str) -> str | None:
+    """What is wrong with taking `size` validation samples out of the `available` of
+    `where` (the `pool` split, "train" or "test"), with the fix, or None. A fraction
+    must leave at least one sample on each side."""
+    count = int(round(size * available)) if isinstance(size, float) else size
+    if 0 < count < available:
+        return None
+    suggestion = max(1, min(available - 1, available // 10))
+    if isinstance(size, float):
+        return (f"expected a fraction that holds out between 1 and {available - 1} of the "
+                f"{available} samples of {where}, found {size!r} ({count} samples); set data.validation.size to a fraction such as 0.1 or a count "
+                f"such as {suggestion}")
+    return (f"expected fewer than the {available} samples of {where} (some must remain), "
+            f"found {size}; set data.validation.size to a smaller count such "
+            f"as {suggestion} or a fraction such as 0.1"
+            + ("" if pool == "train" else ", or data.validation.take_from = \"train\""))
 
 
 def _check_augment(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:
