@@ -80,7 +80,8 @@ def stage_reads(spec: model.Spec) -> dict[str, dict[str, Any]]:
         # Local files count by content (their checksums), not by where they lie.
         source = {k: v for k, v in source.items() if k not in spec.data.source.files()}
     return {
-        "load": {"data": source},
+        # The task decides whether labels are classes or float targets.
+        "load": {"data": source, "task": spec.task},
         "preprocess": {"data": {"preprocess": data["preprocess"], "validation": data["validation"]},
                        "seed": spec.seed, "train": {"precision": spec.train.precision}},
         # Augmentation happens inside the training loop, on the prepared data.
@@ -198,7 +199,7 @@ class Pipeline:
     def _compute_load(self):
         from mlpspec.data.prepare import load_raw
 
-        raw = load_raw(self.spec.data, self.base_dir, log=self.progress.message)
+        raw = load_raw(self.spec.data, self.base_dir, log=self.progress.message, task=self.spec.task)
         return "ran", raw.save
 
     def _compute_preprocess(self):
@@ -206,7 +207,8 @@ class Pipeline:
         from mlpspec.data.prepare import prepare
 
         raw = RawDataset.load(self._entries["load"].path)
-        data = prepare(raw, self.spec.data, self.spec.seed, self.spec.train.precision)
+        data = prepare(raw, self.spec.data, self.spec.seed, self.spec.train.precision,
+                       log=self.progress.message)
         _check_features(self.spec, data)
         self._values["prepared"] = data
         return "ran", data.save
@@ -276,7 +278,7 @@ class Pipeline:
         data = self.prepared(mapped=True)
         metrics = read_json(self._entries["evaluate"].file("metrics.json"))
         blob = model_to_bytes(self.network(), self.spec, scaling=data.scaling,
-                              raw_input=data.raw_input,
+                              raw_input=data.raw_input, encoder=data.encoder,
                               sample_shape=data.sample_shape,
                               class_names=data.class_names,
                               metrics=_headline(metrics), checksums=data.checksums,
@@ -358,8 +360,16 @@ def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
 def _check_features(spec: model.Spec, data) -> None:
     features = data.x_train.shape[1]
     if features != spec.network.inputs:
-        raise MlpspecError(f"network.inputs: expected {features} (the data's samples flatten "
-                           f"to {features} features), found {spec.network.inputs}")
+        encoded = (f" (the columns encode to {features} inputs: "
+                   f"{', '.join(data.encoder.input_names()[:12])}"
+                   f"{', ...' if features > 12 else ''})" if data.encoder is not None else
+                   f" (the data's samples flatten to {features} features)")
+        raise MlpspecError(f"network.inputs: expected {features}{encoded}, found {spec.network.inputs}")
+    dense = [layer for layer in spec.network.layers if isinstance(layer, model.DenseLayer)]
+    if data.classes and dense and dense[-1].units != data.classes:
+        raise MlpspecError(f"network.layers: the last dense layer has {dense[-1].units} units, "
+                           f"expected {data.classes} (the classes in the training labels: "
+                           f"{', '.join(data.class_names[:12])})")
 
 
 __all__ = ["Pipeline", "STAGES", "stage_keys", "stage_reads"]

@@ -20,14 +20,19 @@ import numpy as np
 
 from mlpspec import rng
 from mlpspec.data.load import RawDataset, load_builtin, load_csv, load_idx, load_npz
+from mlpspec.data.tabular import TabularEncoder
 from mlpspec.errors import DataError
 from mlpspec.files import read_json, save_arrays, write_json
 from mlpspec.spec import model
 
 
 def load_raw(data: model.DataSpec, base_dir: Path,
-             log: Callable[[str], None] | None = None) -> RawDataset:
-    """Read the dataset a spec declares; relative paths are taken from `base_dir`."""
+             log: Callable[[str], None] | None = None, *,
+             task: str = "classification") -> RawDataset:
+    """Read the dataset a spec declares; relative paths are taken from `base_dir`.
+
+    `task` (the spec's top-level key): for "regression" the labels are float targets.
+    """
     source = data.source
     if isinstance(source, model.BuiltinSource):
         return load_builtin(model.name_of(source), source.mirrors, log=log)
@@ -39,10 +44,14 @@ def load_raw(data: model.DataSpec, base_dir: Path,
                 return load_idx(paths["train_images"], paths["train_labels"], paths["test_images"],
                                 paths["test_labels"], classes=source.classes, name="idx")
             case model.NpzSource():
-                return load_npz(paths["train"], paths["test"], classes=source.classes, name="npz")
+                return load_npz(paths["train"], paths["test"], classes=source.classes, name="npz",
+                                task=task)
             case model.CsvSource():
                 return load_csv(paths["train"], paths["test"], classes=source.classes,
-                                label_column=source.label_column, header=source.header, name="csv")
+                                label_column=source.label_column, header=source.header,
+                                features=source.features, exclude=source.exclude,
+                                categorical=source.categorical, missing=source.missing,
+                                task=task, name="csv")
     except DataError as error:
         message = str(error)
         for key, path in paths.items():
@@ -63,6 +72,11 @@ class Scaling:
     kind: str
     offset: np.ndarray
     scale: np.ndarray
+
+    def invert(self, z: np.ndarray) -> np.ndarray:
+        """The inverse of `apply`, in float64: `z * scale + offset`."""
+        z = np.asarray(z, dtype=np.float64)
+        return z if self.kind == "none" else z * self.scale + self.offset
 
     def apply(self, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
         out = np.asarray(x, dtype=dtype)
@@ -111,15 +125,20 @@ class RawInput:
 class Prepared:
     """Network-ready splits.
 
-    `x_*` are `(n, n_features)` in the compute dtype; `y_*` are int64 labels
-    `(n,)`; `t_train` are the training targets the loss sees: one-hot
-    `(n, classes)` in the compute dtype, or the labels themselves.
+    `x_*` are `(n, n_features)` in the compute dtype. Classification: `y_*`
+    are int64 labels `(n,)`; `t_train` are the training targets the loss sees:
+    one-hot `(n, classes)` in the compute dtype, or the labels themselves.
+    Regression (`task`): `y_*` are float64 raw targets `(n, k)` named by
+    `target_names`, `t_train` is `target_scaling.apply(y_train)` in the compute
+    dtype, `classes` is 0 and `class_names` ().
     Validation arrays are empty (0 rows) when the spec takes no validation set.
     `name` and `checksums` say which data they came from (for the model file);
-    `raw_input` describes the raw training split (the model file's input contract).
+    `raw_input` describes the raw training split (the model file's input contract);
+    `encoder` is the fitted column handling of tabular (CSV) data, None otherwise.
 
     Folder layout (`save`/`load`): `<split>.npy` for the six `x_*`/`y_*`
-    arrays, `scaling_offset.npy` and `scaling_scale.npy`, and `meta.json`
+    arrays, `scaling_offset.npy` and `scaling_scale.npy` (and
+    `target_offset.npy`/`target_scale.npy` for regression), and `meta.json`
     with the other fields (`one_hot`: whether `t_train` is the one-hot
     encoding of `y_train`, rebuilt on load, or `y_train` itself).
     """
@@ -138,6 +157,10 @@ class Prepared:
     name: str = "data"
     checksums: Mapping[str, str] = attrs.Factory(dict)
     raw_input: RawInput | None = None
+    encoder: TabularEncoder | None = None
+    task: str = "classification"
+    target_names: tuple[str, ...] = ()
+    target_scaling: Scaling | None = None
 
     def save(self, folder: Path) -> None:
         """Write the splits and what describes them into `folder`."""
@@ -145,11 +168,19 @@ class Prepared:
         save_arrays(folder, {split: getattr(self, split) for split in _SPLITS})
         save_arrays(folder, {"scaling_offset": self.scaling.offset,
                              "scaling_scale": self.scaling.scale})
+        if self.target_scaling is not None:
+            save_arrays(folder, {"target_offset": self.target_scaling.offset,
+                                 "target_scale": self.target_scaling.scale})
         write_json(folder / "meta.json", {
             "name": self.name, "classes": self.classes, "class_names": list(self.class_names),
             "sample_shape": list(self.sample_shape), "scaling": self.scaling.kind,
-            "one_hot": self.t_train.ndim == 2, "checksums": dict(self.checksums),
-            "raw_input": self.raw_input.to_meta() if self.raw_input is not None else None})
+            "one_hot": self.task != "regression" and self.t_train.ndim == 2,
+            "checksums": dict(self.checksums),
+            "raw_input": self.raw_input.to_meta() if self.raw_input is not None else None,
+            "encoder": self.encoder.to_document() if self.encoder is not None else None,
+            "task": self.task, "target_names": list(self.target_names),
+            "target_scaling": (self.target_scaling.kind if self.target_scaling is not None
+                               else None)})
 
     @classmethod
     def load(cls, folder: Path, *, mmap: bool = False) -> Prepared:
@@ -163,23 +194,61 @@ class Prepared:
         mode = "r" if mmap else None
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
                   for name in (*_SPLITS, "scaling_offset", "scaling_scale")}
-        targets = (one_hot(arrays["y_train"], meta["classes"], arrays["x_train"].dtype)
-                   if meta["one_hot"] else arrays["y_train"])
         scaling = Scaling(meta["scaling"], np.array(arrays["scaling_offset"]),
                           np.array(arrays["scaling_scale"]))  # small: copied, not mapped
+        target_scaling = None
+        if meta.get("target_scaling") is not None:
+            target_scaling = Scaling(meta["target_scaling"],
+                                     np.load(folder / "target_offset.npy", allow_pickle=False),
+                                     np.load(folder / "target_scale.npy", allow_pickle=False))
+            targets = target_scaling.apply(arrays["y_train"], arrays["x_train"].dtype)
+        elif meta["one_hot"]:
+            targets = one_hot(arrays["y_train"], meta["classes"], arrays["x_train"].dtype)
+        else:
+            targets = arrays["y_train"]
+        encoder = meta.get("encoder")
         return cls(arrays["x_train"], arrays["y_train"], targets, arrays["x_val"], arrays["y_val"],
                    arrays["x_test"], arrays["y_test"], meta["classes"], tuple(meta["class_names"]),
                    tuple(meta["sample_shape"]), scaling, meta["name"], meta["checksums"],
-                   RawInput.from_meta(meta["raw_input"]) if meta.get("raw_input") else None)
+                   RawInput.from_meta(meta["raw_input"]) if meta.get("raw_input") else None,
+                   TabularEncoder.from_document(encoder) if encoder else None,
+                   meta.get("task", "classification"), tuple(meta.get("target_names", ())),
+                   target_scaling)
 
 
 _SPLITS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
-def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dtype) -> Prepared:
-    """Split off validation, fit and apply scaling, flatten, encode targets."""
+def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dtype,
+            log: Callable[[str], None] | None = None) -> Prepared:
+    """Split off validation, encode columns, fit and apply scaling, flatten, encode targets.
+
+    Everything fitted (categories, fill values, scaling, target scaling) is
+    fitted on the training split after the validation samples left it.
+    `log` receives warnings about the data (once per call).
+    """
     dtype = np.dtype(dtype)
+    regression = raw.task == "regression"
+    if regression and data.validation.stratify and data.validation.take_from != "none":
+        raise DataError("data.validation.stratify: expected false for task = \"regression\" "
+                        "(strata are classes), found true")
     x_train, y_train, x_val, y_val, x_test, y_test = split_validation(raw, data.validation, seed)
+
+    encoder = None
+    if raw.columns:
+        source = data.source
+        missing = source.missing if isinstance(source, model.CsvSource) else "error"
+        unseen = source.unseen if isinstance(source, model.CsvSource) else "error"
+        label = ((raw.target_names or ("label",)) if regression else
+                 ((raw.source_columns[_label_index(source, raw)],)
+                  if isinstance(source, model.CsvSource) else ()))
+        encoder = TabularEncoder.fit(x_train, raw.columns, source=raw.source_columns, label=label,
+                                     missing=missing, unseen=unseen)
+        pool = data.validation.take_from
+        val_from = "data.test" if pool == "test" else "data.train"
+        x_train = encoder.encode(x_train, raw.columns, "data.train")
+        x_val = encoder.encode(x_val, raw.columns, f"{val_from} (validation split)")
+        x_test = encoder.encode(x_test, raw.columns, "data.test")
 
     flatten = data.preprocess.flatten
 
@@ -192,14 +261,36 @@ def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dt
                         f"{raw.name} samples have shape {raw.sample_shape}; set flatten = true")
     raw_input = RawInput.of(x_train.reshape(len(x_train), -1))
     scaling = fit_scaling(data.preprocess.scale, x_train)
+    if scaling.kind == "unit" and log is not None:
+        top = float(raw_input.maximum.max())
+        if top <= 64 or top > 255:
+            log(f"warning: data.preprocess.scale = \"unit\" divides by 255, but the training "
+                f"data's largest value is {top:g}: inputs land in [{raw_input.minimum.min() / 255:.3g}, "
+                f"{top / 255:.3g}]; \"standardize\" or \"minmax\" fit the data's own range")
     x_train, x_val, x_test = (scaling.apply(x, dtype) for x in (x_train, x_val, x_test))
-    if data.preprocess.one_hot:
+    sample_shape = (x_train.shape[1],) if encoder is not None else raw.sample_shape
+    target_scaling = None
+    if regression:
+        kind = data.preprocess.target_scale
+        target_scaling = fit_scaling(kind, y_train)
+        t_train = target_scaling.apply(y_train, dtype)
+        target_names = raw.target_names or tuple(f"target {k}" for k in range(y_train.shape[1]))
+    elif data.preprocess.one_hot:
         t_train = one_hot(y_train, raw.classes, dtype)
+        target_names = ()
     else:
         t_train = y_train
+        target_names = ()
     return Prepared(x_train, y_train, t_train, x_val, y_val, x_test, y_test, raw.classes,
-                    raw.class_names, raw.sample_shape, scaling, raw.name, dict(raw.checksums),
-                    raw_input)
+                    raw.class_names, sample_shape, scaling, raw.name, dict(raw.checksums),
+                    raw_input, encoder, raw.task, target_names, target_scaling)
+
+
+def _label_index(source: model.CsvSource, raw: RawDataset) -> int:
+    column = source.label_column
+    if isinstance(column, str):
+        return raw.source_columns.index(column)
+    return column % len(raw.source_columns)
 
 
 def split_validation(raw: RawDataset, validation: model.ValidationSpec, seed: int):
@@ -226,6 +317,11 @@ def fit_scaling(kind: str, x_train: np.ndarray) -> Scaling:
     """The scaling `kind` fitted on the training features `(n, n_features)`."""
     if kind == "unit":
         return Scaling(kind, np.array(0.0), np.array(255.0))
+    if kind == "minmax":
+        low = x_train.min(axis=0).astype(np.float64)
+        span = x_train.max(axis=0).astype(np.float64) - low
+        span[span == 0.0] = 1.0  # a constant feature maps to 0
+        return Scaling(kind, low, span)
     if kind == "standardize":
         mean = x_train.mean(axis=0, dtype=np.float64)
         std = x_train.std(axis=0, dtype=np.float64)
