@@ -76,6 +76,18 @@ class RawDataset:
             "test": np.bincount(self.y_test, minlength=self.classes),
         }
 
+    def original_rows(self, x: np.ndarray) -> np.ndarray:
+        """Loaded feature columns `(n, len(columns))` back as table rows: an object array
+        of floats (NaN when missing) and, for categorical columns, their text (None when
+        missing): what `infer.Model.predict` takes for a model trained on this table."""
+        rows = np.empty(x.shape, dtype=object)
+        for j, column in enumerate(self.columns):
+            if column.kind == "categorical":
+                rows[:, j] = [None if np.isnan(v) else column.values[int(v)] for v in x[:, j]]
+            else:
+                rows[:, j] = x[:, j].tolist()
+        return rows
+
     def feature_stats(self, split: str) -> list[dict]:
         """Per feature of `split` ("train"/"test"): `{"name", "kind", "min", "max", "mean",
         "missing"}`; min/max/mean are None for a categorical column (which has
