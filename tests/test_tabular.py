@@ -244,11 +244,11 @@ def run_error(folder: Path, train: str, test: str, spec_extra: str = "", inputs:
 
 @pytest.mark.parametrize("train, test, extra, expected", [
     ("a,b,label\n1,2,0\n3,4,1\n", "1,2,0\n", "",
-     r"line 1, column 2 \('column 2'\): expected .*found 'b'; .*set data.header = true"),
+     r"line 1, column 2: expected .*found 'b'; .*set data.header = true"),
     ("a,b,label\n1,,x\n3,4,y\n", "a,b,label\n1,2,x\n", 'header = true\nlabel_column = "label"\n',
      r"data.train: .*line 2, column 2 \('b'\): missing value .*data.missing = \"mean\""),
     ("a,b,label\n1,2,x\n3,4,y\n", "a,b,label\n1,2,z\n", 'header = true\nlabel_column = -1\n',
-     r"data.test: .*line 2, column 3 \('label', the label\): label 'z' is not among the classes of "
+     r"data.test: .*line 2, column 3 \('label', labels\): label 'z' is not among the classes of "
      r"data.train \('x', 'y'\)"),
     ("a,c,label\n1,red,x\n3,blue,y\n", "a,c,label\n1,pink,x\n",
      'header = true\nlabel_column = "label"\ncategorical = ["c"]\n',
@@ -262,7 +262,7 @@ def run_error(folder: Path, train: str, test: str, spec_extra: str = "", inputs:
     ("a,b,label\n1,two,x\n3,4,y\n", "a,b,label\n1,2,x\n", 'header = true\nlabel_column = "label"\n',
      r"line 2, column 2 \('b'\): expected a number, found 'two'; .*data.categorical"),
     ("a,b,label\n1,2,0\n3,4,5\n", "a,b,label\n1,2,0\n", 'header = true\nlabel_column = 2\nclasses = 2\n',
-     r"labels must be in \[0, 2\) \(data.classes = 2\)"),
+     r"labels must be in \[0, 2\), found 5.0 at sample 1 \(data.classes = 2\)"),
 ])
 def test_data_errors_name_the_key_that_fixes_them(tmp_path, train, test, extra, expected):
     import re

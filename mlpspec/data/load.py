@@ -297,50 +297,56 @@ def load_csv(
         checksums[role] = hashlib.sha256(data).hexdigest()
         tables[role] = read_table(str(path), data, header=header)
     names = tables["train"].names
+    roles = {"train": train, "test": test}
+    selected = {role: _select_columns(str(path), tables[role].names, label_column=label_column,
+                                      header=header, features=features, exclude=exclude,
+                                      categorical=categorical)
+                for role, path in roles.items()}
     test_names = tables["test"].names
-    if test_names != names:
-        if header:
-            raise DataError(f"{test}: the header names columns {list(test_names)}, but {train} "
-                            f"has {list(names)}")
-        raise DataError(f"{test}: rows have {len(test_names)} columns, but {train} has {len(names)}")
-    label, chosen = _select_columns(str(train), names, label_column=label_column, header=header,
-                                    features=features, exclude=exclude, categorical=categorical)
-    splits = {}
+    if header and test_names != names and sorted(test_names) == sorted(names):
+        named = features or exclude or categorical or isinstance(label_column, str)
+        if not named:  # positions would pair different columns
+            raise DataError(f"{test}: the header names the columns in another order than {train} "
+                            f"({_show_list(test_names)} against {_show_list(names)}); choose "
+                            f"columns by name (data.label_column, data.features) or reorder them")
+    label, chosen = selected["train"]
     loaded = {}
-    for role, path in (("train", train), ("test", test)):
-        table = tables[role]
-        x = np.empty((len(table.rows), len(chosen)))
-        for k, j in enumerate(chosen):
-            if names[j] in categorical:
+    for role, path in roles.items():
+        table, (_, own) = tables[role], selected[role]
+        x = np.empty((len(table.rows), len(own)))
+        for k, j in enumerate(own):
+            if table.names[j] in categorical:
                 x[:, k] = np.nan  # filled below, once both files' categories are known
             else:
                 x[:, k] = numeric_column(str(path), table, j, header=header)
         loaded[role] = x
     columns = []
+    same_width = len(selected["test"][1]) == len(chosen)
     for k, j in enumerate(chosen):
         if names[j] not in categorical:
             columns.append(Column(names[j], "numeric"))
             continue
-        cells = {role: [row[j].strip() for row in tables[role].rows] for role in tables}
+        cells = {role: [row[tables[role].names.index(names[j])].strip() for row in tables[role].rows]
+                 for role in tables if role == "train" or same_width}
         values = sorted({cell for role in cells for cell in cells[role] if not is_missing(cell)})
         index = {value: float(i) for i, value in enumerate(values)}
-        for role in tables:
+        for role in cells:
             loaded[role][:, k] = [np.nan if is_missing(c) else index[c] for c in cells[role]]
         columns.append(Column(names[j], "categorical", tuple(values)))
-    for role, path in (("train", train), ("test", test)):
+    for role, path in roles.items():
         if missing == "error":
-            _refuse_missing(str(path), tables[role], loaded[role], chosen, categorical)
-    labels = {role: _label_cells(str(path), tables[role], label)
-              for role, path in (("train", train), ("test", test))}
-    where = f"column {label + 1} ({names[label]!r}, the label)"
+            _refuse_missing(str(path), tables[role], loaded[role], selected[role][1], header)
+    labels = {role: _label_cells(str(path), tables[role], selected[role][0])
+              for role, path in roles.items()}
+    where = f"column {label + 1} ({names[label]!r}, labels)" if header else f"column {label + 1} (labels)"
     if task == "regression":
-        y = {role: numeric_column(str(path), tables[role], label, header=header,
+        y = {role: numeric_column(str(path), tables[role], selected[role][0], header=header,
                                   what="a number (a regression target)")[:, None]
              for role, path in (("train", train), ("test", test))}
         target_names: tuple[str, ...] = (names[label],)
         classes, class_names = 0, ()
     elif classes:
-        y = {role: numeric_column(str(path), tables[role], label, header=header,
+        y = {role: numeric_column(str(path), tables[role], selected[role][0], header=header,
                                   what=f"an integer label in [0, {classes}) (data.classes = {classes}; "
                                        f"0 takes the classes from the training labels)")
              for role, path in (("train", train), ("test", test))}
@@ -365,7 +371,9 @@ def load_csv(
                                 f"data.train or remove them from data.test")
             y[role] = codes
         target_names = ()
-    splits = {path: _Split(loaded[role], y[role], f"{path}: features", f"{path}: {where}",
+    splits = {path: _Split(loaded[role], y[role], f"{path}: features",
+                           f"{path}: {where}" if role == "train" else
+                           f"{path}: " + where.replace(str(label + 1), str(selected[role][0] + 1), 1),
                            nan_ok=missing != "error")
               for role, path in (("train", train), ("test", test))}
     dataset = _checked(name or Path(train).stem, train=splits[train], test=splits[test],
@@ -387,6 +395,13 @@ def _select_columns(path: str, names: Sequence[str], *, label_column: int | str,
             if column not in names:
                 raise DataError(f"{path}: data.{key}: no column {column!r} in the header "
                                 f"(columns: {shown})")
+    referenced = [*features, *exclude, *categorical]
+    if isinstance(label_column, str):
+        referenced.append(label_column)
+    for column in referenced:
+        if column in names and list(names).count(column) > 1:
+            raise DataError(f"{path}: column name {column!r} appears {list(names).count(column)} "
+                            f"times in the header, so it cannot choose a column")
     if isinstance(label_column, str):
         if not header:
             raise DataError(f"{path}: data.label_column = {label_column!r} names a column, which "
@@ -401,8 +416,8 @@ def _select_columns(path: str, names: Sequence[str], *, label_column: int | str,
             raise DataError(f"{path}: expected a label column and at least one feature column, "
                             f"found {n} column")
         if not -n <= label_column < n:
-            raise DataError(f"{path}: data.label_column: index {label_column} is out of range for "
-                            f"{n} columns (0 to {n - 1}, or -1 for the last)")
+            raise DataError(f"{path}: label_column {label_column} is out of range for {n} columns "
+                            f"(data.label_column: 0 to {n - 1}, or -1 for the last)")
         label = label_column % n
     for key, listed in (("features", features), ("exclude", exclude), ("categorical", categorical)):
         if names[label] in listed:
@@ -424,13 +439,14 @@ def _select_columns(path: str, names: Sequence[str], *, label_column: int | str,
 
 
 def _refuse_missing(path: str, table: Table, x: np.ndarray, chosen: Sequence[int],
-                    categorical: Sequence[str]) -> None:
+                    header: bool) -> None:
     """With `missing = "error"`, name the first missing cell and the key that allows it."""
     holes = np.isnan(x)
     if holes.any():
         i, k = (int(v) for v in np.argwhere(holes)[0])
         j = chosen[k]
-        raise DataError(f"{path}: line {table.lines[i]}, column {j + 1} ({table.names[j]!r}): "
+        name = f" ({table.names[j]!r})" if header else ""
+        raise DataError(f"{path}: line {table.lines[i]}, column {j + 1}{name}: "
                         f"missing value ({table.rows[i][j]!r}); set data.missing = \"mean\", "
                         f"\"median\" or \"most_frequent\" to fill missing values from the "
                         f"training split ({int(holes.sum())} missing in this file)")
@@ -634,7 +650,7 @@ def _checked_split(split: _Split, classes: int) -> np.ndarray:
     if outside.any():
         first = int(np.flatnonzero(outside)[0])
         raise DataError(
-            f"{split.y_source}: labels must be in [0, {classes}) (data.classes = {classes}), "
-            f"found {y[first]} at sample {first}"
+            f"{split.y_source}: labels must be in [0, {classes}), found {y[first]} at sample "
+            f"{first} (data.classes = {classes})"
         )
     return y.astype(np.int64)

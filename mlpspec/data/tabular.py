@@ -92,10 +92,10 @@ def read_table(path: str, data: bytes, *, header: bool) -> Table:
             if width is None:
                 width = len(row)
             elif len(row) != width:
-                origin = (f" as in the header on line {header_line} (data.header = true)"
-                          if header_line else f" as on line {lines[0]}")
-                raise DataError(f"{path}: line {reader.line_num}: expected {width} columns{origin}, "
-                                f"found {len(row)}")
+                origin = (f"the header on line {header_line} names {width} (data.header = true)"
+                          if header_line else f"line {lines[0]} has {width}")
+                raise DataError(f"{path}: line {reader.line_num}: expected {width} columns, "
+                                f"found {len(row)} ({origin})")
             rows.append(row)
             lines.append(reader.line_num)
     except csv.Error as exc:
@@ -104,16 +104,6 @@ def read_table(path: str, data: bytes, *, header: bool) -> Table:
         raise DataError(f"{path}: contains no samples")
     if names is None:
         names = [f"column {j + 1}" for j in range(width)]
-    else:
-        seen = set()
-        for j, name in enumerate(names):
-            if not name:
-                raise DataError(f"{path}: line {header_line}, column {j + 1}: the header names no "
-                                f"column here (data.header = true reads line {header_line} as names)")
-            if name in seen:
-                raise DataError(f"{path}: line {header_line}: column name {name!r} appears twice "
-                                f"in the header")
-            seen.add(name)
     return Table(tuple(names), rows, lines)
 
 
@@ -137,8 +127,9 @@ def numeric_column(path: str, table: Table, j: int, *, header: bool,
                     if not header and i == 0 and table.lines[0] == 1 else
                     "; a column of text is a feature only if listed in data.categorical "
                     "(or leave it out with data.exclude)")
-            raise DataError(f"{path}: line {table.lines[i]}, column {j + 1} "
-                            f"({table.names[j]!r}): expected {what}, found {cell!r}{hint}") from None
+            name = f" ({table.names[j]!r})" if header else ""
+            raise DataError(f"{path}: line {table.lines[i]}, column {j + 1}{name}: "
+                            f"expected {what}, found {cell!r}{hint}") from None
     return out
 
 
