@@ -346,3 +346,22 @@ def test_unit_scaling_warns_when_the_data_is_not_pixels(tmp_path):
                                              "[data.validation]"))
     result = invoke("run", spec, "--out", tmp_path / "out2", "--cache-dir", tmp_path / "cache")
     assert result.exit_code == 0 and "warning" not in result.output
+
+
+def test_onnx_takes_encoded_rows_and_fills_missing_values(animals):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from mlpspec.onnx_export import to_onnx
+
+    model = infer.load(animals[2])
+    session = ort.InferenceSession(to_onnx(model))
+    records = [{"size": 12.0, "color": "red", "weight": None},
+               {"size": 31.0, "color": None, "weight": 95.0}]
+    encoded = model.encode(records)  # fills the missing values as the model says
+    holes = encoded.copy()
+    holes[0, 4] = np.nan       # weight
+    holes[1, 1:4] = np.nan     # every one-hot input of colour
+    outputs = session.run(None, {"input": holes.astype(np.float32)})
+    np.testing.assert_allclose(outputs[1], model.predict_proba(records), rtol=1e-5, atol=1e-6)
+    meta = {p.key: p.value for p in __import__("onnx").load_from_string(to_onnx(model)).metadata_props}
+    assert json.loads(meta["mlpspec.columns"])["features"][1]["categories"] == ["blue", "green", "red"]
