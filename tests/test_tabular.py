@@ -140,6 +140,9 @@ def test_the_model_keeps_class_names_and_columns(animals):
     weights = [float(r[4]) for r in csv.reader(open(animals[0] / "train.csv")) if r[4] and r[0] != "id"]
     # The fill is the median of the training split (validation rows left out), near the file's.
     assert abs(columns["features"][2]["fill"] - np.median(weights)) < 40
+    shown = invoke("inspect", model_path).output
+    assert "columns      3 of 6 (label animal; missing median, unseen error)" in shown
+    assert "color (3 categories, fill " in shown and "size (numeric, fill " in shown
 
 
 def test_evaluate_on_the_spec_matches_the_run(animals):
