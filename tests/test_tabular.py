@@ -368,3 +368,19 @@ def test_onnx_takes_encoded_rows_and_fills_missing_values(animals):
     np.testing.assert_allclose(outputs[1], model.predict_proba(records), rtol=1e-5, atol=1e-6)
     meta = {p.key: p.value for p in __import__("onnx").load_from_string(to_onnx(model)).metadata_props}
     assert json.loads(meta["mlpspec.columns"])["features"][1]["categories"] == ["blue", "green", "red"]
+
+
+def test_a_fractional_fill_is_accepted_although_training_values_were_whole(tmp_path):
+    write_csv(tmp_path / "train.csv", [["1", "2", "red", "cat", "1", "n"],
+                                       ["2", "4", "blue", "dog", "2", "n"],
+                                       ["3", "7", "red", "dog", "3", "n"]])
+    write_csv(tmp_path / "test.csv", [["4", "", "blue", "cat", "4", "n"]])
+    (tmp_path / "s.toml").write_text(
+        'spec_version = 1\nname = "tiny"\n[data]\nsource = "csv"\ntrain = "train.csv"\n'
+        'test = "test.csv"\nheader = true\nlabel_column = "animal"\nfeatures = ["size"]\n'
+        'missing = "mean"\n[data.preprocess]\nscale = "none"\n[data.validation]\ntake_from = "none"\n'
+        '[network]\ninputs = 1\n[[network.layers]]\ntype = "dense.v1"\nunits = 2\n[train]\nepochs = 1\n')
+    result = invoke("run", tmp_path / "s.toml", "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    model = infer.load(tmp_path / "out" / "model.mlpm")
+    np.testing.assert_allclose(model.preprocess([{"size": None}]), [[13 / 3]], rtol=1e-6)

@@ -260,6 +260,11 @@ def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dt
         raise DataError(f"data.preprocess.flatten: dense layers take flat inputs and "
                         f"{raw.name} samples have shape {raw.sample_shape}; set flatten = true")
     raw_input = RawInput.of(x_train.reshape(len(x_train), -1))
+    if encoder is not None and any(isinstance(f.fill, float) and not f.fill.is_integer()
+                                   for f in encoder.features):
+        # A fill value (a mean, say) is a value the model must accept at inference
+        # even when no training row needed it.
+        raw_input = attrs.evolve(raw_input, whole=False)
     scaling = fit_scaling(data.preprocess.scale, x_train)
     if scaling.kind == "unit" and log is not None:
         top = float(raw_input.maximum.max())
