@@ -384,3 +384,31 @@ def test_a_fractional_fill_is_accepted_although_training_values_were_whole(tmp_p
     assert result.exit_code == 0, result.output
     model = infer.load(tmp_path / "out" / "model.mlpm")
     np.testing.assert_allclose(model.preprocess([{"size": None}]), [[13 / 3]], rtol=1e-6)
+
+
+# ---------------------------------------------------------------- regression data (T2 trains it)
+
+
+def test_npz_regression_targets_and_the_classes_key(tmp_path):
+    from mlpspec.errors import DataError
+    from mlpspec.spec import parse_spec
+
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 30), ("test", 10)):
+        x = rng.normal(size=(n, 3))
+        np.savez(tmp_path / f"{name}.npz", x=x, y=np.stack([x.sum(axis=1) * 10 + 5, x[:, 0]], axis=1))
+    text = ('spec_version = 1\nname = "r"\n[data]\nsource = "npz"\ntrain = "train.npz"\n'
+            'test = "test.npz"\n[data.validation]\ntake_from = "train"\nsize = 5\n'
+            '[network]\ninputs = 3\n[[network.layers]]\ntype = "dense.v1"\nunits = 2\n'
+            '[train]\nepochs = 1\n')
+    spec = parse_spec(text, str(tmp_path / "r.toml"))
+    with pytest.raises(DataError, match=r"data.classes: expected the number of classes .*regression"):
+        load_raw(spec.data, tmp_path)
+    raw = load_raw(spec.data, tmp_path, task="regression")
+    assert raw.task == "regression" and raw.y_train.shape == (30, 2) and raw.classes == 0
+    data = prepare(raw, spec.data, spec.seed, "float64")
+    assert data.y_train.shape == (25, 2) and data.target_scaling.kind == "standardize"
+    np.testing.assert_allclose(data.t_train.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(data.target_scaling.invert(data.t_train), data.y_train)
+    info = raw.describe()
+    assert [t["name"] for t in info["train"]["targets"]] == ["0", "1"] and "class_counts" not in info["train"]

@@ -44,6 +44,10 @@ def load_raw(data: model.DataSpec, base_dir: Path,
                 return load_idx(paths["train_images"], paths["train_labels"], paths["test_images"],
                                 paths["test_labels"], classes=source.classes, name="idx")
             case model.NpzSource():
+                if task != "regression" and source.classes < 2:
+                    raise DataError(f"data.classes: expected the number of classes (at least 2; "
+                                    f"labels lie in [0, classes)), found {source.classes}; 0 is "
+                                    f"for task = \"regression\"")
                 return load_npz(paths["train"], paths["test"], classes=source.classes, name="npz",
                                 task=task)
             case model.CsvSource():

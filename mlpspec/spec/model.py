@@ -75,8 +75,10 @@ class NpzSource:
 
     train: str = option(doc="`.npz` file with the training set.")
     test: str = option(doc="`.npz` file with the test set.")
-    classes: int = option(doc="Number of classes; labels must lie in [0, classes).",
-                          checks=(in_range(2, 1_000_000),))
+    classes: int = option(0, doc=(
+        "Number of classes; labels must lie in [0, classes). Required (at least 2) for "
+        "classification; 0 (the default) for `task = \"regression\"`, whose `y` are float "
+        "targets `(n,)` or `(n, k)`."), checks=(in_range(0, 1_000_000),))
 
     def files(self) -> dict[str, str]:
         """The data files by key, as written in the spec."""
