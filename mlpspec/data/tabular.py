@@ -92,10 +92,10 @@ def read_table(path: str, data: bytes, *, header: bool) -> Table:
             if width is None:
                 width = len(row)
             elif len(row) != width:
-                origin = (f"the header on line {header_line} names {width} (data.header = true)"
-                          if header_line else f"line {lines[0]} has {width}")
-                raise DataError(f"{path}: line {reader.line_num}: expected {width} columns, "
-                                f"found {len(row)} ({origin})")
+                origin = (f" as in the header on line {header_line} (data.header = true)"
+                          if header_line else "")
+                raise DataError(f"{path}: line {reader.line_num}: expected {width} columns{origin}, "
+                                f"found {len(row)}")
             rows.append(row)
             lines.append(reader.line_num)
     except csv.Error as exc:
