@@ -1345,3 +1345,20 @@ def test_target_scale_standardizes_regression_targets_on_the_training_split(peop
                            + NO_VALIDATION, task="regression")
     np.testing.assert_array_equal(raw.t_train, y)
     assert raw.target_scaling.kind == "none"
+
+
+@effect("data.targets (csv)")
+def test_targets_names_the_regression_target_columns(people):
+    base = ('targets = ["income", "id"]\nmissing = "mean"\nexclude = ["kind"]\n'
+            'categorical = ["city"]\nunseen = "ignore"\n'
+            '[data.preprocess]\nscale = "none"\ntarget_scale = "none"\n' + NO_VALIDATION)
+    data = tabular_prepared(people, base, task="regression")
+    assert data.target_names == ("income", "id")
+    np.testing.assert_array_equal(data.y_test, [[15, 6], [45, 7]])
+    np.testing.assert_array_equal(data.t_train[:, 1], [1, 2, 3, 4, 5])
+    # Targets are no features: age and the city's one-hot inputs are.
+    assert data.encoder.input_names() == ["age", "city=oslo", "city=paris", "city=rome"]
+    with pytest.raises(MlpspecError, match=r"data.targets names regression targets"):
+        tabular_prepared(people, base)
+    with pytest.raises(MlpspecError, match=r"line 3, column 2 \('age'\): missing target ''"):
+        tabular_prepared(people, base.replace('"id"]', '"age"]'), task="regression")

@@ -273,6 +273,7 @@ def load_csv(
     exclude: Sequence[str] = (),
     categorical: Sequence[str] = (),
     missing: str = "error",
+    targets: Sequence[str] = (),
     task: str = "classification",
     name: str | None = None,
     class_names: Sequence[str] | None = None,
@@ -288,8 +289,23 @@ def load_csv(
     Labels: with `classes > 0`, integers in `[0, classes)`; with `classes = 0`,
     the distinct labels of the training file (sorted, numerically if all are
     numbers) become the classes and their names. For `task = "regression"`
-    the label column holds float targets: `y` is float64 `(n, 1)`.
+    the label column holds float targets: `y` is float64 `(n, 1)`, or `(n, k)`
+    for the k columns named in `targets` (which then replace `label_column`).
     """
+    if targets:
+        if task != "regression":
+            raise DataError(f"{train}: data.targets names regression targets, and the task is "
+                            f"{task!r}; a class label column is data.label_column")
+        if not header:
+            raise DataError(f"{train}: data.targets names columns, which needs a header: set "
+                            f"data.header = true")
+        if len(set(targets)) != len(targets):
+            raise DataError(f"{train}: data.targets: a column is listed twice")
+        label_column, exclude = targets[0], (*exclude, *targets[1:])
+        for listed, key in ((features, "features"), (categorical, "categorical")):
+            both = [t for t in targets if t in listed]
+            if both:
+                raise DataError(f"{train}: data.{key}: {both[0]!r} is a target column (data.targets)")
     tables = {}
     checksums = {}
     for role, path in (("train", train), ("test", test)):
@@ -340,10 +356,27 @@ def load_csv(
               for role, path in roles.items()}
     where = f"column {label + 1} ({names[label]!r}, labels)" if header else f"column {label + 1} (labels)"
     if task == "regression":
-        y = {role: numeric_column(str(path), tables[role], selected[role][0], header=header,
-                                  what="a number (a regression target)")[:, None]
-             for role, path in (("train", train), ("test", test))}
-        target_names: tuple[str, ...] = (names[label],)
+        target_names: tuple[str, ...] = tuple(targets) or (names[label],)
+        y = {}
+        for role, path in roles.items():
+            table = tables[role]
+            for target in target_names:
+                if target not in table.names:
+                    raise DataError(f"{path}: data.targets: no column {target!r} in the header "
+                                    f"(columns: {_show_list(table.names)})")
+            columns_y = []
+            for target in target_names:
+                j = table.names.index(target) if header else selected[role][0]
+                values = numeric_column(str(path), table, j, header=header,
+                                        what="a number (a regression target)")
+                if np.isnan(values).any():
+                    i = int(np.argmax(np.isnan(values)))
+                    shown = f" ({table.names[j]!r})" if header else ""
+                    raise DataError(f"{path}: line {table.lines[i]}, column {j + 1}{shown}: missing "
+                                    f"target {table.rows[i][j]!r}; every sample needs its targets "
+                                    f"(data.missing fills features only)")
+                columns_y.append(values)
+            y[role] = np.stack(columns_y, axis=1)
         classes, class_names = 0, ()
     elif classes:
         y = {role: numeric_column(str(path), tables[role], selected[role][0], header=header,

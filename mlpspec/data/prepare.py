@@ -55,7 +55,7 @@ def load_raw(data: model.DataSpec, base_dir: Path,
                                 label_column=source.label_column, header=source.header,
                                 features=source.features, exclude=source.exclude,
                                 categorical=source.categorical, missing=source.missing,
-                                task=task, name="csv")
+                                targets=source.targets, task=task, name="csv")
     except DataError as error:
         message = str(error)
         for key, path in paths.items():

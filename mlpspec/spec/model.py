@@ -107,6 +107,10 @@ class CsvSource:
         "The label (or, for `task = \"regression\"`, target) column: an index (negative counts "
         "from the end, -1 is the last column) or a column name from the header."))
     header: bool = option(False, doc="Whether the first line is a header naming the columns.")
+    targets: tuple[str, ...] = option((), doc=(
+        "For `task = \"regression\"`: the target columns by header name, one network output "
+        "each, in this order; they replace `label_column`. Empty = `label_column` is the one "
+        "target."))
     features: tuple[str, ...] = option((), doc=(
         "Feature columns to use, by header name, in this order; empty = every column but the "
         "label column (and those in `exclude`)."))
