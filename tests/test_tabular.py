@@ -412,3 +412,18 @@ def test_npz_regression_targets_and_the_classes_key(tmp_path):
     np.testing.assert_allclose(data.target_scaling.invert(data.t_train), data.y_train)
     info = raw.describe()
     assert [t["name"] for t in info["train"]["targets"]] == ["0", "1"] and "class_counts" not in info["train"]
+
+
+def test_numeric_files_take_the_fast_parser_and_read_the_same(tmp_path):
+    from mlpspec.data.load import load_csv
+    from mlpspec.data.tabular import read_table
+
+    text = "a,b,label\n1,2.5,0\n\n3,4,1\n"
+    fast = read_table("f", text.encode(), header=True, numeric=True)
+    careful = read_table("f", text.encode(), header=True)
+    assert fast.rows is None and careful.rows is not None
+    assert fast.names == careful.names and fast.lines == careful.lines == [2, 4]
+    assert [fast.cells(j) for j in range(3)] == [careful.cells(j) for j in range(3)]
+    (tmp_path / "a.csv").write_text(text)
+    data = load_csv(tmp_path / "a.csv", tmp_path / "a.csv", header=True, label_column="label")
+    assert data.x_train.tolist() == [[1, 2.5], [3, 4]] and data.class_names == ("0", "1")

@@ -311,7 +311,7 @@ def load_csv(
     for role, path in (("train", train), ("test", test)):
         data = _read_bytes(path, "CSV file")
         checksums[role] = hashlib.sha256(data).hexdigest()
-        tables[role] = read_table(str(path), data, header=header)
+        tables[role] = read_table(str(path), data, header=header, numeric=not categorical)
     names = tables["train"].names
     roles = {"train": train, "test": test}
     selected = {role: _select_columns(str(path), tables[role].names, label_column=label_column,
@@ -329,7 +329,7 @@ def load_csv(
     loaded = {}
     for role, path in roles.items():
         table, (_, own) = tables[role], selected[role]
-        x = np.empty((len(table.rows), len(own)))
+        x = np.empty((len(table), len(own)))
         for k, j in enumerate(own):
             if table.names[j] in categorical:
                 x[:, k] = np.nan  # filled below, once both files' categories are known
@@ -486,7 +486,7 @@ def _refuse_missing(path: str, table: Table, x: np.ndarray, chosen: Sequence[int
 
 
 def _label_cells(path: str, table: Table, label: int) -> list[str]:
-    cells = [row[label].strip() for row in table.rows]
+    cells = [cell.strip() for cell in table.cells(label)]
     for i, cell in enumerate(cells):
         if is_missing(cell):
             raise DataError(f"{path}: line {table.lines[i]}, column {label + 1} "
