@@ -4,9 +4,11 @@
     data = prepare(raw, spec.data, seed, dtype)  # splits, scaling, targets
     data.save(folder); Prepared.load(folder)     # the preprocess stage's cache entry
 
-Scaling statistics (`standardize`) are fitted on the training split only, after
-the validation samples were taken out of it, so no evaluation sample leaks
-into training. The validation split is reproducible from the root seed.
+Everything fitted (a table's categories and fill values, `TabularEncoder`;
+the `standardize`/`minmax` scaling; regression's target scaling) is fitted
+on the training split only, after the validation samples were taken out of
+it, so no evaluation sample leaks into training. The validation split is
+reproducible from the root seed.
 """
 
 from __future__ import annotations
