@@ -213,6 +213,13 @@ def evaluate_command(
         _, _, x_val, y_val, x_test, y_test = split_validation(raw, spec.data.validation, spec.seed)
         split, label = spec.evaluate.split, spec.name
         images, labels = (x_val, y_val) if split == "validation" else (x_test, y_test)
+    if raw.columns and getattr(model, "columns", None) is not None:
+        rows = raw.original_rows(images)
+        try:
+            images = model.encode(rows)  # numbers errors.png can draw
+        except infer.InputError as error:
+            _fail(f"error: {model_file}: the {split} rows of {label} do not fit the model: {error}")
+        model = _RowScoring(model, rows)
     if tuple(images.shape[1:]) != tuple(model.sample_shape):
         _fail(f"error: {model_file}: the model takes samples of shape {tuple(model.sample_shape)}, "
               f"{raw.name} has {tuple(images.shape[1:])}")
@@ -370,7 +377,8 @@ def data_info(
     set_: SetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Sample counts, shapes, class balance and verified checksums of a dataset."""
+    """Sample counts, shapes, class balance, per-feature ranges (min, max, mean, missing)
+    and verified checksums of a dataset."""
     from mlpspec.data.prepare import load_raw
 
     data_spec, base, spec = _data_target(target, set_, "TARGET")
@@ -422,18 +430,81 @@ def _is_data_file(path: Path) -> bool:
     return head.startswith((b"PK\x03\x04", b"\x93NUM", b"\x1f\x8b")) or head[:2] == b"\0\0"
 
 
+class _RowScoring:
+    """A tabular model that scores the raw table rows it was made with.
+
+    `evaluate_model_file` predicts and draws the same array; text cells cannot be
+    drawn, so it gets the encoded rows to draw while predictions come from the
+    raw rows, through the model's own encoding (as a user's rows would).
+    """
+
+    def __init__(self, model, rows):
+        self._model, self._rows = model, rows
+
+    def _raw(self, X):
+        if len(X) != len(self._rows):
+            raise ValueError("scored rows and drawn rows differ")  # a bug, not user input
+        return self._rows
+
+    def predict_proba(self, X):
+        return self._model.predict_proba(self._raw(X))
+
+    def predict(self, X):
+        return self._model.predict(self._raw(X))
+
+    def logits(self, X):
+        return self._model.logits(self._raw(X))
+
+    def __getattr__(self, name: str):  # metadata: classes, outputs, sample_shape, ...
+        return getattr(self._model, name)
+
+
 def _format_info(info: dict) -> str:
-    lines = [f"dataset   {info['name']}  ({info['classes']} classes)"]
+    if info.get("task") == "regression":
+        lines = [f"dataset   {info['name']}  (regression)"]
+    else:
+        lines = [f"dataset   {info['name']}  ({info['classes']} classes)"]
     for split in ("train", "test"):
         part = info[split]
-        balance = " ".join(f"{c}:{n}" for c, n in enumerate(part["class_counts"]))
         lines.append(f"{split:9} {part['samples']} samples, shape {tuple(part['shape'])}, "
                      f"{part['dtype']}")
-        lines.append(f"          classes {balance}")
+        if "class_counts" in part:
+            names = info["class_names"]
+            balance = " ".join(f"{names[c] if c < len(names) else c}:{n}"
+                               for c, n in enumerate(part["class_counts"]))
+            lines.append(f"          classes {balance}")
+        for target in part.get("targets", ()):
+            lines.append(f"          target {target['name']}: min {target['min']:.6g} max "
+                         f"{target['max']:.6g} mean {target['mean']:.6g}")
+        lines.extend(_format_features(part["features"]))
     lines.append("checksums (sha256 of the payload, verified)")
     for name, digest in info["checksums"].items():
         lines.append(f"  {digest}  {name}")
     return "\n".join(lines)
+
+
+def _format_features(features: list[dict], limit: int = 30) -> list[str]:
+    """One line per feature (min, max, mean, missing); a summary over all beyond `limit`."""
+    if not features:
+        return []
+    numeric = [f for f in features if f["min"] is not None]
+    missing = sum(f["missing"] for f in features)
+    if len(features) > limit:
+        low = min((f["min"] for f in numeric), default=float("nan"))
+        high = max((f["max"] for f in numeric), default=float("nan"))
+        return [f"          {len(features)} features: values {low:.6g} to {high:.6g}, "
+                f"{missing} missing (--json lists each feature)"]
+    width = max(len(f["name"]) for f in features)
+    lines = [f"          {'feature':{width}}  {'min':>10} {'max':>10} {'mean':>10} missing"]
+    for f in features:
+        if f["min"] is None:
+            values = (f"{f.get('categories', 0)} categories" if f["kind"] == "categorical"
+                      else "no values")
+            lines.append(f"          {f['name']:{width}}  {values:>32} {f['missing']:>7}")
+        else:
+            lines.append(f"          {f['name']:{width}}  {f['min']:>10.4g} {f['max']:>10.4g} "
+                         f"{f['mean']:>10.4g} {f['missing']:>7}")
+    return lines
 
 
 cli_model.register(app)

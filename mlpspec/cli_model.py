@@ -325,6 +325,21 @@ def inspect(
     typer.echo(_format_inspect(model))
 
 
+def _column_lines(columns) -> list[str]:
+    """`columns` lines for a model trained on a table (format 1.2), none otherwise."""
+    if columns is None:
+        return []
+    described = []
+    for feature in columns["features"]:
+        kind = (f"{len(feature['categories'])} categories" if feature["kind"] == "categorical"
+                else "numeric")
+        fill = f", fill {_text(feature['fill'])}" if feature["fill"] is not None else ""
+        described.append(f"{feature['name']} ({kind}{fill})")
+    return [f"columns      {len(columns['features'])} of {len(columns['source'])} "
+            f"(label {', '.join(columns['label'])}; missing {columns['missing']}, "
+            f"unseen {columns['unseen']}): {_shorten(printable(', '.join(described)))}"]
+
+
 def _format_inspect(model) -> str:
     """The plain-text summary. Every field `infer.load` accepts prints, whatever its value."""
     major, minor = model.format_version
@@ -338,8 +353,9 @@ def _format_inspect(model) -> str:
         f"{raw}, scaling {scaling['kind']}",
         _output_line(model),
         f"parameters   {model.parameter_count:,} ({model.dtype.name})",
-        "layers",
     ]
+    lines.extend(_column_lines(getattr(model, "columns", None)))
+    lines.append("layers")
     from mlpspec.infer import LAYER_OPS
 
     n = model.inputs

@@ -24,6 +24,7 @@ import numpy as np
 
 from mlpspec import __version__, atomic, infer, registry
 from mlpspec.data.prepare import RawInput, Scaling
+from mlpspec.data.tabular import TabularEncoder
 from mlpspec.nn.layers import Network
 from mlpspec.spec import model, render_spec
 from mlpspec.spec.schema import unstructure
@@ -33,14 +34,16 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling, raw_
                    sample_shape: tuple[int, ...], class_names: tuple[str, ...],
                    metrics: Mapping[str, Any], checksums: Mapping[str, str], cache_key: str,
                    created: str | None = None, task: str = "classification",
-                   targets: Mapping[str, Any] | None = None) -> bytes:
+                   targets: Mapping[str, Any] | None = None,
+                   encoder: TabularEncoder | None = None) -> bytes:
     """The model file for a trained `network` built from `spec`.
 
     `scaling`, `raw_input` (the input contract: raw dtype and per-feature
     training range), `sample_shape` and `class_names` come from the prepared data;
     `metrics` is a tree of numbers, strings, lists and maps (NumPy scalars and
     arrays are converted); `checksums` maps each data file read to its sha256;
-    `created`, when given, is stored as is (an ISO 8601 time, say).
+    `created`, when given, is stored as is (an ISO 8601 time, say); `encoder`,
+    the fitted column handling of tabular data, becomes `preprocessing.columns`.
     A regression model (`task="regression"`) has no class names and takes
     `targets={"names": [...], "scaling": Scaling}` (the prepared data's
     `target_names` and `target_scaling`), stored as `task` and `targets`.
@@ -100,6 +103,7 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling, raw_
                 "min": infer.tensor_entry(np.asarray(raw_input.minimum, dtype=np.float64)),
                 "max": infer.tensor_entry(np.asarray(raw_input.maximum, dtype=np.float64)),
             },
+            **({"columns": encoder.to_document()} if encoder is not None else {}),
         },
         **_outputs(task, class_names, targets),
         "metrics": plain(metrics, "metrics"),

@@ -49,7 +49,8 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "InputError", "Model", "ModelFormatE
 FORMAT_NAME = "mlpspec-model"
 #: (major, minor) written by this module; any 1.x file is read. 1.1 added
 #: `preprocessing.input`, the raw training inputs the model checks samples against;
-#: 1.2 added `task` and `targets` (regression models).
+#: 1.2 added `task` and `targets` (regression models) and `preprocessing.columns`,
+#: the column handling of tabular (CSV) models.
 FORMAT_VERSION = (1, 2)
 
 # Hard limits, checked before allocating. A legitimate model is far below all of them.
@@ -585,6 +586,61 @@ def _contract_bounds(dtype_name: str, whole: bool, low: np.ndarray, high: np.nda
                          float(prepared_high.min()))}
 
 
+_SCALINGS = ("unit", "standardize", "minmax", "none")
+_MISSING_POLICIES = ("error", "mean", "median", "most_frequent")
+#: Cell texts that mean "no value" (stripped, lower-cased); mlpspec.data.tabular has the same list.
+_MISSING_TEXTS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+
+
+def _names(names: Any, limit: int = 8) -> str:
+    names = list(names)
+    shown = ", ".join(repr(name) for name in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _numeric_cells(column: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A table column `(n,)` of numbers or text -> `(float64 values, missing mask)`."""
+    if column.dtype.kind in "biuf":
+        values = column.astype(np.float64)
+        holes = np.isnan(values)
+        if np.isinf(values).any():
+            i = int(np.argmax(np.isinf(values)))
+            raise InputError(f"row {i}, column {name!r}: expected a finite number, found {values[i]}")
+        return values, holes
+    values = np.empty(len(column))
+    holes = np.zeros(len(column), dtype=bool)
+    for i, cell in enumerate(column):
+        if cell is None or (isinstance(cell, str) and cell.strip().lower() in _MISSING_TEXTS):
+            holes[i] = True
+            continue
+        if isinstance(cell, (bool, np.bool_)):
+            raise InputError(f"row {i}, column {name!r}: expected a number, found {cell!r}")
+        try:
+            value = float(cell)
+        except (TypeError, ValueError):
+            raise InputError(f"row {i}, column {name!r}: expected a number, found {cell!r}") from None
+        if math.isnan(value):
+            holes[i] = True
+        elif math.isinf(value):
+            raise InputError(f"row {i}, column {name!r}: expected a finite number, found {cell!r}")
+        values[i] = value
+    return values, holes
+
+
+def _category_text(cell: Any) -> str | None:
+    """A categorical cell as the training file's text, or None for a missing value."""
+    if cell is None:
+        return None
+    if isinstance(cell, (float, np.floating)):
+        if math.isnan(cell):
+            return None
+        return str(int(cell)) if float(cell).is_integer() else repr(float(cell))
+    if isinstance(cell, (bool, np.bool_)):
+        return str(bool(cell))
+    text = str(cell).strip()
+    return None if text.lower() in _MISSING_TEXTS else text
+
+
 def _num(value: Any) -> str:
     """A number for a message: integers as such, others with 6 significant digits."""
     value = float(value)
@@ -654,8 +710,8 @@ class Model:
         scaling = _field(table, "scaling", path, dict)
         path = f"{path}.scaling"
         kind = _field(scaling, "kind", path, str)
-        if kind not in ("unit", "standardize", "none"):
-            raise ModelFormatError(f"{path}.kind", f"expected 'unit', 'standardize' or 'none', "
+        if kind not in _SCALINGS:
+            raise ModelFormatError(f"{path}.kind", f"expected one of {', '.join(map(repr, _SCALINGS))}, "
                                                    f"found {_show(kind)}")
         features = math.prod(shape)
         offset = _tensor(_field(scaling, "offset", path, dict), f"{path}.offset")
@@ -670,6 +726,72 @@ class Model:
             raise ModelFormatError(f"{path}.scale.data", "expected non-zero values, found 0")
         self.scaling = {"kind": kind, "offset": offset, "scale": scale}
         self._read_input_contract(table)
+        self._read_columns(table)
+
+    def _read_columns(self, table: dict) -> None:
+        """`preprocessing.columns` (format 1.2): how raw table rows become the inputs.
+
+        Sets `columns` (the checked map, see docs/model-format.md; None when
+        the model takes plain numeric samples) and what `_encode` needs.
+        """
+        self.columns: dict[str, Any] | None = None
+        if "columns" not in table:
+            return
+        path = "preprocessing.columns"
+        columns = _field(table, "columns", "preprocessing", dict)
+        source = _field(columns, "source", path, list)
+        label = _field(columns, "label", path, list)
+        missing = _field(columns, "missing", path, str)
+        unseen = _field(columns, "unseen", path, str)
+        if missing not in _MISSING_POLICIES:
+            raise ModelFormatError(f"{path}.missing", f"expected one of {', '.join(_MISSING_POLICIES)}, "
+                                                      f"found {_show(missing)}")
+        if unseen not in ("error", "ignore"):
+            raise ModelFormatError(f"{path}.unseen", f"expected 'error' or 'ignore', found {_show(unseen)}")
+        for key, names in (("source", source), ("label", label)):
+            for i, name in enumerate(names):
+                if not isinstance(name, str):
+                    raise ModelFormatError(f"{path}.{key}[{i}]", f"expected a string, found {_show(name)}")
+        features = _field(columns, "features", path, list)
+        width = 0
+        checked = []
+        for i, entry in enumerate(features):
+            where = f"{path}.features[{i}]"
+            if not isinstance(entry, dict):
+                raise ModelFormatError(where, f"expected a map, found {_kind(entry)}")
+            name = _field(entry, "name", where, str)
+            if name not in source:
+                raise ModelFormatError(f"{where}.name", f"expected one of the source columns, found {_show(name)}")
+            kind = _field(entry, "kind", where, str)
+            if kind == "numeric":
+                fill = _field(entry, "fill", where, (int, float), required=False, default=None)
+                categories: list[str] = []
+                width += 1
+            elif kind == "categorical":
+                categories = _field(entry, "categories", where, list)
+                if not categories or not all(isinstance(c, str) for c in categories):
+                    raise ModelFormatError(f"{where}.categories", "expected a non-empty list of strings")
+                fill = _field(entry, "fill", where, str, required=False, default=None)
+                if fill is not None and fill not in categories:
+                    raise ModelFormatError(f"{where}.fill", f"expected one of the categories, found {_show(fill)}")
+                width += len(categories)
+            else:
+                raise ModelFormatError(f"{where}.kind", f"expected 'numeric' or 'categorical', found {_show(kind)}")
+            if (fill is None) != (missing == "error"):
+                raise ModelFormatError(f"{where}.fill", "expected a fill value exactly when "
+                                                        f"missing is not 'error' (missing is {_show(missing)})")
+            checked.append({"name": name, "kind": kind, "categories": categories, "fill": fill,
+                            "index": {c: k for k, c in enumerate(categories)},
+                            "at": source.index(name)})
+        if not checked:
+            raise ModelFormatError(f"{path}.features", "expected at least one feature column")
+        if self.sample_shape != (width,):
+            raise ModelFormatError(f"{path}.features", f"the columns encode to {width} inputs, but "
+                                                       f"preprocessing.sample_shape is {list(self.sample_shape)}")
+        self.columns = {"source": source, "label": label, "missing": missing, "unseen": unseen,
+                        "features": [{k: c[k] for k in ("name", "kind", "categories", "fill")}
+                                     for c in checked]}
+        self._features = checked
 
     def _read_input_contract(self, table: dict) -> None:
         """`preprocessing.input` (format 1.1): the raw training inputs' dtype and range.
@@ -860,8 +982,15 @@ class Model:
         """`(inputs (n, features) in the model's dtype, single)`; `single` when one sample was given.
 
         Raw samples (`prepared=False`) are checked and scaled; prepared
-        features, `(inputs,)` or `(n, inputs)`, are checked only.
+        features, `(inputs,)` or `(n, inputs)`, are checked only. A model with
+        `columns` first encodes raw rows (see `encode`).
         """
+        if not prepared and self.columns is not None:
+            X, single = self._encode(X)
+            flat = self._checked_numbers(X)
+            if self._bounds is not None:
+                self._check_contract(flat, prepared, single)
+            return self._scaled(flat), single
         try:
             X = np.asarray(X)
         except (ValueError, TypeError) as error:  # ragged nested lists, say
@@ -885,13 +1014,115 @@ class Model:
             self._check_contract(flat, prepared, single)
         if prepared:
             return flat.astype(self.dtype, copy=False), single
-        # The trainer's Scaling.apply: cast, subtract the offset, divide by the scale.
+        return self._scaled(flat), single
+
+    def _scaled(self, flat: np.ndarray) -> np.ndarray:
+        """The trainer's Scaling.apply: cast, subtract the offset, divide by the scale."""
         out = flat.astype(self.dtype)
         if self._offset is not None:
             out -= self._offset
         if self._scale is not None:
             out /= self._scale
+        return out
+
+    @staticmethod
+    def _checked_numbers(flat: np.ndarray) -> np.ndarray:
+        if not np.isfinite(flat).all():
+            i, j = (int(k) for k in np.argwhere(~np.isfinite(flat))[0])
+            raise InputError(f"row {i}, input {j}: expected a finite number, found {flat[i, j]}")
+        return flat
+
+    def encode(self, rows: Any) -> np.ndarray:
+        """Raw table rows -> the encoded inputs `(n, inputs)` float64, before scaling.
+
+        For a model with `columns` (trained on a CSV file); see `_encode`.
+        """
+        if self.columns is None:
+            raise InputError("this model takes plain numeric samples, not table rows (it has no "
+                             "preprocessing.columns)")
+        return self._encode(rows)[0]
+
+    def _encode(self, rows: Any) -> tuple[np.ndarray, bool]:
+        """`(encoded (n, inputs) float64, single)` from raw table rows.
+
+        `rows`: a record (dict keyed by column name) or a list of them; or a
+        2-D array (numeric, str or object) whose columns are either all the
+        columns of the training file (`columns["source"]`, label included,
+        its cells ignored) or just the feature columns in order; a 1-D array
+        or list is one row. A missing value (None, NaN, or a cell such as "",
+        "NA", "?") takes the stored fill value, or is refused when the model
+        was trained with `missing = "error"`. A categorical cell matches its
+        category as text (a number as its shortest form: 2.0 -> "2"); an
+        unseen category is all zeros (`unseen = "ignore"`) or refused.
+        """
+        features = self._features
+        single = False
+        if isinstance(rows, Mapping):
+            rows, single = [rows], True
+        if isinstance(rows, (list, tuple)) and rows and all(isinstance(r, Mapping) for r in rows):
+            cells = []
+            for i, record in enumerate(rows):
+                absent = [f["name"] for f in features if f["name"] not in record]
+                if absent:
+                    raise InputError(f"record {i}: no value for column {absent[0]!r} (give None for a "
+                                     f"missing value); the model reads {', '.join(repr(f['name']) for f in features)}")
+                cells.append([record[f["name"]] for f in features])
+            table = np.empty((len(cells), len(features)), dtype=object)
+            table[...] = cells if cells else table
+        else:
+            try:
+                table = np.asarray(rows)
+                if table.dtype.kind not in "biufUO":
+                    table = np.asarray(rows, dtype=object)
+            except (ValueError, TypeError) as error:
+                raise InputError(f"expected table rows (a 2-D array or a list of records), found input "
+                                 f"NumPy cannot turn into one ({error})") from None
+            if table.ndim == 1:
+                table, single = table[None, :], True
+            source = self.columns["source"]
+            if table.ndim != 2 or table.shape[1] not in (len(source), len(features)):
+                raise InputError(f"expected rows of the {len(source)} columns of the training file "
+                                 f"({_names(source)}) or of the {len(features)} feature columns "
+                                 f"({_names([f['name'] for f in features])}); found an array of shape "
+                                 f"{table.shape}")
+            if table.shape[1] == len(source) and len(source) != len(features):
+                table = table[:, [f["at"] for f in features]]
+        out = np.zeros((len(table), self.inputs))
+        at = 0
+        for j, feature in enumerate(features):
+            column = table[:, j]
+            if feature["kind"] == "numeric":
+                values, holes = _numeric_cells(column, feature["name"])
+                if holes.any():
+                    self._fill_or_refuse(holes, feature)
+                    values[holes] = feature["fill"]
+                out[:, at] = values
+                at += 1
+                continue
+            index = feature["index"]
+            for i, cell in enumerate(column):
+                text = _category_text(cell)
+                if text is None:
+                    if feature["fill"] is None:
+                        self._fill_or_refuse(np.array([i]), feature, indices=True)
+                    text = feature["fill"]
+                k = index.get(text)
+                if k is None:
+                    if self.columns["unseen"] == "error":
+                        raise InputError(f"row {i}, column {feature['name']!r}: category {text!r} was not "
+                                         f"in the training data ({_names(feature['categories'])}); the "
+                                         f"model was trained with data.unseen = \"error\"")
+                    continue  # unseen = "ignore": all zeros
+                out[i, at + k] = 1.0
+            at += len(feature["categories"])
         return out, single
+
+    def _fill_or_refuse(self, holes: np.ndarray, feature: dict, indices: bool = False) -> None:
+        if feature["fill"] is not None:
+            return
+        i = int(holes[0]) if indices else int(np.argmax(holes))
+        raise InputError(f"row {i}, column {feature['name']!r}: missing value, and the model was trained "
+                         f"with data.missing = \"error\" (it has no value to fill in)")
 
     def _check_contract(self, flat: np.ndarray, prepared: bool, single: bool) -> None:
         """Refuse values the model cannot have been trained on (see `_contract_bounds`).

@@ -14,6 +14,15 @@ on axis 1). A float64 model is exported in float32. A regression model
 stored scale, Add the offset, the operations of infer.py's `predict`, so the
 values agree with it bit for bit; `mlpspec.targets` records names and scaling.
 
+A model trained on a CSV table (format 1.2, `preprocessing.columns`) takes
+the ENCODED rows: its numeric columns and each categorical column's one-hot
+inputs, in the model's input order (`infer.Model.encode(rows)` computes them),
+not the strings of the table: one-hot encoding text is no simple ONNX graph.
+Missing values are expressible: a NaN input (for a categorical column, NaN in
+all its one-hot inputs) takes the stored fill value (IsNaN + Where) when the
+model was trained with `missing` other than "error"; `mlpspec.columns` in the
+metadata holds the whole column handling.
+
 ONNX cannot refuse input: the input contract `infer.py` checks (raw dtype
 and per-feature training range, format 1.1) is recorded in the metadata as
 `mlpspec.input` for the calling program to check; `mlpspec.scaling` records
@@ -148,6 +157,7 @@ def to_onnx(model: Model) -> bytes:
             "names": list(model.target_names), "kind": model.target_scaling["kind"],
             "offset": model.target_scaling["offset"].tolist(),
             "scale": model.target_scaling["scale"].tolist()}),
+        "mlpspec.columns": json.dumps(model.columns),
     })
     onnx.checker.check_model(onnx_model, full_check=True)
     return onnx_model.SerializeToString()
@@ -183,6 +193,10 @@ def _scaling_nodes(model: Model, current: str, node, constant, initializers: lis
         initializers.append(numpy_helper.from_array(np.array([0, model.inputs], dtype=np.int64),
                                                     "preprocess.shape"))
         current = node("Reshape", [current, "preprocess.shape"], "preprocess.flatten")
+    if model.columns is not None and model.columns["missing"] != "error":
+        current = node("Where", [node("IsNaN", [current], "preprocess.missing"),
+                                 constant("preprocess.fill", _fill_values(model)), current],
+                       "preprocess.impute")
     if model.scaling["kind"] == "none":
         return current
     offset = model.scaling["offset"].astype(np.float32)
@@ -192,3 +206,15 @@ def _scaling_nodes(model: Model, current: str, node, constant, initializers: lis
     if not np.all(scale == 1):
         current = node("Div", [current, constant("preprocess.scale", scale)], "preprocess.divide")
     return current
+
+
+def _fill_values(model: Model) -> np.ndarray:
+    """float32 `(inputs,)`: what a NaN input becomes; a categorical column's fill
+    category is 1 among its one-hot inputs, the others 0."""
+    fills = []
+    for feature in model.columns["features"]:
+        if feature["kind"] == "numeric":
+            fills.append(feature["fill"])
+        else:
+            fills.extend(1.0 if c == feature["fill"] else 0.0 for c in feature["categories"])
+    return np.array(fills, dtype=np.float32)

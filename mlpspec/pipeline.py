@@ -209,7 +209,8 @@ class Pipeline:
         from mlpspec.data.prepare import prepare
 
         raw = RawDataset.load(self._entries["load"].path)
-        data = prepare(raw, self.spec.data, self.spec.seed, self.spec.train.precision)
+        data = prepare(raw, self.spec.data, self.spec.seed, self.spec.train.precision,
+                       log=self.progress.message)
         _check_features(self.spec, data)
         self._values["prepared"] = data
         return "ran", data.save
@@ -279,7 +280,7 @@ class Pipeline:
         data = self.prepared(mapped=True)
         metrics = read_json(self._entries["evaluate"].file("metrics.json"))
         blob = model_to_bytes(self.network(), self.spec, scaling=data.scaling,
-                              raw_input=data.raw_input,
+                              raw_input=data.raw_input, encoder=data.encoder,
                               sample_shape=data.sample_shape,
                               class_names=data.class_names,
                               task=self.spec.task, targets=_targets(data),
@@ -369,8 +370,16 @@ def _targets(data) -> dict[str, Any] | None:
 def _check_features(spec: model.Spec, data) -> None:
     features = data.x_train.shape[1]
     if features != spec.network.inputs:
-        raise MlpspecError(f"network.inputs: expected {features} (the data's samples flatten "
-                           f"to {features} features), found {spec.network.inputs}")
+        encoded = (f" (the columns encode to {features} inputs: "
+                   f"{', '.join(data.encoder.input_names()[:12])}"
+                   f"{', ...' if features > 12 else ''})" if data.encoder is not None else
+                   f" (the data's samples flatten to {features} features)")
+        raise MlpspecError(f"network.inputs: expected {features}{encoded}, found {spec.network.inputs}")
+    dense = [layer for layer in spec.network.layers if isinstance(layer, model.DenseLayer)]
+    if data.classes and dense and dense[-1].units != data.classes:
+        raise MlpspecError(f"network.layers: the last dense layer has {dense[-1].units} units, "
+                           f"expected {data.classes} (the classes in the training labels: "
+                           f"{', '.join(data.class_names[:12])})")
     if data.target_scaling is not None:
         check_targets(spec, data.y_train.shape[1])
 

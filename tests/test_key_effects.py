@@ -1267,7 +1267,8 @@ def regression_data(k: int = 2, n: int = 10, seed: int = 0) -> Prepared:
     none = Scaling("none", np.zeros(k), np.ones(k))
     return Prepared(x, y, y.copy(), x[:0], y[:0], x[:0], y[:0], 0, (), (4,),
                     Scaling("none", np.array(0.0), np.array(1.0)),
-                    target_names=tuple(f"y{j}" for j in range(k)), target_scaling=none)
+                    task="regression", target_names=tuple(f"y{j}" for j in range(k)),
+                    target_scaling=none)
 
 
 def regression_linear(loss: str, k: int = 2) -> Spec:
@@ -1342,7 +1343,7 @@ def test_early_stopping_on_r2_keeps_the_best_r2_epoch():
     x_val = rng.normal(0.0, 1.0, (12, 4))
     y_val = rng.normal(0.0, 2.0, (12, 2))
     data = Prepared(data.x_train, data.y_train, data.t_train, x_val, y_val, x_val, y_val, 0, (),
-                    (4,), data.scaling, target_names=data.target_names,
+                    (4,), data.scaling, task="regression", target_names=data.target_names,
                     target_scaling=data.target_scaling)
     spec = make_spec([dense(2, init="normal", std=0.5)], 'task="regression"',
                      'train.precision="float64"', 'train.loss={type="mse.v1"}',
@@ -1386,3 +1387,119 @@ def tiny_npz_files(folder: Path) -> None:
     `folder`, for specs from `npz_spec(..., inputs=4)` that `validate` checks."""
     for name, n in (("train", 30), ("test", 12)):
         np.savez(folder / f"{name}.npz", x=np.arange(n * 4.0).reshape(n, 4), y=np.arange(n) % 3)
+
+
+# --- data side (issue 10)
+
+
+def tabular_prepared(folder: Path, data_lines: str, *, task: str = "classification",
+                     precision: str = "float64") -> Prepared:
+    """Load and prepare the CSV files `folder`/train.csv and test.csv as `data_lines` say."""
+    from mlpspec.data.prepare import load_raw, prepare
+
+    text = (f'spec_version = 1\nname = "t"\n[data]\nsource = "csv"\ntrain = "train.csv"\n'
+            f'test = "test.csv"\nheader = true\n{data_lines}[network]\ninputs = 1\n'
+            f'[[network.layers]]\ntype = "dense.v1"\nunits = 2\n[train]\nepochs = 1\n')
+    spec = parse_spec(text, str(folder / "t.toml"))
+    raw = load_raw(spec.data, folder, task=task)
+    return prepare(raw, spec.data, spec.seed, precision)
+
+
+@pytest.fixture
+def people(tmp_path: Path) -> Path:
+    """A small table: id, age (one empty cell), city (categorical), income, label `kind`."""
+    (tmp_path / "train.csv").write_text(
+        "id,age,city,income,kind\n1,20,paris,10,a\n2,,rome,30,b\n3,40,paris,20,a\n"
+        "4,60,oslo,50,b\n5,30,paris,40,a\n")
+    (tmp_path / "test.csv").write_text("id,age,city,income,kind\n6,25,rome,15,b\n7,35,lima,45,a\n")
+    return tmp_path
+
+
+NO_VALIDATION = '[data.validation]\ntake_from = "none"\n'
+
+
+@effect("data.features (csv)", "data.exclude (csv)")
+def test_features_and_exclude_choose_the_feature_columns(people):
+    base = 'label_column = "kind"\nmissing = "mean"\n'
+    chosen = tabular_prepared(people, base + 'features = ["income", "age"]\n'
+                              '[data.preprocess]\nscale = "none"\n' + NO_VALIDATION)
+    np.testing.assert_array_equal(chosen.x_train[:, 0], [10, 30, 20, 50, 40])  # in the listed order
+    np.testing.assert_array_equal(chosen.x_train[:, 1], [20, 37.5, 40, 60, 30])
+    assert [f.name for f in chosen.encoder.features] == ["income", "age"]
+    base += 'categorical = ["city"]\nunseen = "ignore"\n'
+    excluded = tabular_prepared(people, base + 'exclude = ["id", "income"]\n'
+                                '[data.preprocess]\nscale = "none"\n' + NO_VALIDATION)
+    assert excluded.encoder.input_names() == ["age", "city=oslo", "city=paris", "city=rome"]
+    everything = tabular_prepared(people, base + '[data.preprocess]\nscale = "none"\n' + NO_VALIDATION)
+    assert everything.encoder.input_names()[0] == "id" and everything.x_train.shape == (5, 6)
+
+
+@effect("data.categorical (csv)", "data.unseen (csv)")
+def test_categorical_columns_are_one_hot_over_the_training_categories(people):
+    base = ('label_column = "kind"\nfeatures = ["city"]\ncategorical = ["city"]\n'
+            '[data.preprocess]\nscale = "none"\n')
+    ignored = tabular_prepared(people, 'unseen = "ignore"\n' + base + NO_VALIDATION)
+    np.testing.assert_array_equal(ignored.x_train, [[0, 1, 0], [0, 0, 1], [0, 1, 0], [1, 0, 0],
+                                                    [0, 1, 0]])
+    np.testing.assert_array_equal(ignored.x_test, [[0, 0, 1], [0, 0, 0]])  # lima: unseen -> zeros
+    with pytest.raises(MlpspecError, match=r"data.test: column 'city': category 'lima' .*data.unseen"):
+        tabular_prepared(people, base + NO_VALIDATION)
+    # Categories come from the training split only: rome held out for validation is unseen.
+    with pytest.raises(MlpspecError, match=r"category 'rome'"):
+        tabular_prepared(people, base + '[data.validation]\ntake_from = "train"\nsize = 2\n'
+                         'shuffle = false\n')  # the first two rows (paris, rome) validate
+    with pytest.raises(MlpspecError, match=r"expected a number, found 'paris'.*data.categorical"):
+        tabular_prepared(people, 'label_column = "kind"\nfeatures = ["city"]\n' + NO_VALIDATION)
+
+
+@effect("data.missing (csv)")
+def test_missing_refuses_or_fills_from_the_training_split(people):
+    base = 'label_column = "kind"\nfeatures = ["age"]\n[data.preprocess]\nscale = "none"\n'
+    with pytest.raises(MlpspecError, match=r"line 3, column 2 \('age'\): missing value.*data.missing"):
+        tabular_prepared(people, base + NO_VALIDATION)
+    fills = {}
+    for policy in ("mean", "median", "most_frequent"):
+        data = tabular_prepared(people, f'missing = "{policy}"\n' + base + NO_VALIDATION)
+        fills[policy] = float(data.x_train[1, 0])
+        assert data.encoder.features[0].fill == fills[policy]
+    assert fills == {"mean": 37.5, "median": 35.0, "most_frequent": 20.0}
+    # Fitted without the validation rows (the first two, 20 and empty, leave 40, 60, 30).
+    held = tabular_prepared(people, 'missing = "mean"\n' + base + '[data.validation]\n'
+                            'take_from = "train"\nsize = 2\nshuffle = false\n')
+    assert held.encoder.features[0].fill == pytest.approx(130 / 3)
+
+
+@effect("data.preprocess.target_scale")
+def test_target_scale_standardizes_regression_targets_on_the_training_split(people):
+    base = ('label_column = "income"\nfeatures = ["age"]\nmissing = "mean"\n'
+            '[data.preprocess]\nscale = "none"\n')
+    standardized = tabular_prepared(people, base + NO_VALIDATION, task="regression")
+    y = np.array([[10.0], [30.0], [20.0], [50.0], [40.0]])
+    np.testing.assert_array_equal(standardized.y_train, y)
+    assert standardized.task == "regression" and standardized.target_names == ("income",)
+    assert standardized.classes == 0 and standardized.class_names == ()
+    np.testing.assert_allclose(standardized.target_scaling.offset, [30.0])
+    np.testing.assert_allclose(standardized.target_scaling.scale, [y.std()])
+    np.testing.assert_allclose(standardized.t_train, (y - 30.0) / y.std())
+    np.testing.assert_array_equal(standardized.y_test, [[15.0], [45.0]])  # raw, never scaled
+    raw = tabular_prepared(people, base.replace('scale = "none"', 'scale = "none"\ntarget_scale = "none"')
+                           + NO_VALIDATION, task="regression")
+    np.testing.assert_array_equal(raw.t_train, y)
+    assert raw.target_scaling.kind == "none"
+
+
+@effect("data.targets (csv)")
+def test_targets_names_the_regression_target_columns(people):
+    base = ('targets = ["income", "id"]\nmissing = "mean"\nexclude = ["kind"]\n'
+            'categorical = ["city"]\nunseen = "ignore"\n'
+            '[data.preprocess]\nscale = "none"\ntarget_scale = "none"\n' + NO_VALIDATION)
+    data = tabular_prepared(people, base, task="regression")
+    assert data.target_names == ("income", "id")
+    np.testing.assert_array_equal(data.y_test, [[15, 6], [45, 7]])
+    np.testing.assert_array_equal(data.t_train[:, 1], [1, 2, 3, 4, 5])
+    # Targets are no features: age and the city's one-hot inputs are.
+    assert data.encoder.input_names() == ["age", "city=oslo", "city=paris", "city=rome"]
+    with pytest.raises(MlpspecError, match=r"data.targets names regression targets"):
+        tabular_prepared(people, base)
+    with pytest.raises(MlpspecError, match=r"line 3, column 2 \('age'\): missing target ''"):
+        tabular_prepared(people, base.replace('"id"]', '"age"]'), task="regression")

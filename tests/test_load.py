@@ -53,12 +53,17 @@ def test_load_builtin_mnist_from_shared_mirror(cache_home, monkeypatch):
     assert np.array_equal(first.x_train, second.x_train)
     info = second.describe()
     assert json.loads(json.dumps(info)) == info
+    features = info["train"].pop("features")
     assert info["train"] == {
         "samples": 60000,
         "shape": [28, 28],
         "dtype": "uint8",
         "class_counts": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
     }
+    # One entry per pixel: the corner is always blank, the centre spans 0..255.
+    assert len(features) == 784 and features[0] == {"name": "0", "kind": "numeric", "missing": 0,
+                                                    "min": 0.0, "max": 0.0, "mean": 0.0}
+    assert features[14 * 28 + 14]["min"] == 0.0 and features[14 * 28 + 14]["max"] == 255.0
     assert info["test"]["samples"] == 10000 and sum(info["test"]["class_counts"]) == 10000
     assert info["checksums"] == dict(second.checksums)
     for remote in sources.MNIST.files.values():
@@ -231,7 +236,9 @@ def test_load_csv_last_label_column(tmp_path):
     "text, kwargs, message",
     [
         ("1,2,3\n0,x7,1\n", {}, "line 2, column 2: expected a number, found 'x7'"),
-        ("a,b,c\n1,2,3\n0,,1\n", {"header": True}, "line 3, column 2: expected a number, found ''"),
+        # An empty cell is a missing value, refused by default with the key that fills it.
+        ("a,b,c\n1,2,3\n0,,1\n", {"header": True},
+         r"line 3, column 2 \('b'\): missing value \(''\); set data.missing"),
         ("1,2,3\n0,1\n", {}, "line 2: expected 3 columns, found 2"),
         ("", {}, "contains no samples"),
         ("1\n0\n", {}, "expected a label column and at least one feature column, found 1 column"),

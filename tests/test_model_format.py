@@ -368,8 +368,9 @@ FIELD_ERRORS = [
     (lambda d: d.pop("architecture"), r"^architecture: missing$"),
     (lambda d: d.update(classes=["a", "b"]), r"classes: expected 3 names \(the network's outputs\), found 2"),
     (lambda d: d.update(classes=["a", "b", 3]), r"classes\[2\]: expected a string, found an integer 3"),
-    (lambda d: d["preprocessing"]["scaling"].update(kind="minmax"),
-     r"preprocessing.scaling.kind: expected 'unit', 'standardize' or 'none', found a string 'minmax'"),
+    (lambda d: d["preprocessing"]["scaling"].update(kind="maxmin"),
+     r"preprocessing.scaling.kind: expected one of 'unit', 'standardize', 'minmax', 'none', "
+     r"found a string 'maxmin'"),
     (lambda d: d["preprocessing"]["scaling"].update(scale=infer.tensor_entry(np.zeros(()))),
      r"preprocessing.scaling.scale.data: expected non-zero values, found 0"),
     (lambda d: d["preprocessing"]["scaling"].update(offset=infer.tensor_entry(np.zeros(5))),

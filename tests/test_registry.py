@@ -139,7 +139,7 @@ def regression_blobs(seed: int = 0):
     scaling = fit_scaling("standardize", y_train)
     return Prepared(data.x_train, y_train, scaling.apply(y_train, data.x_train.dtype), data.x_val,
                     y_val, data.x_test, y_test, 0, (), (20,), data.scaling,
-                    target_names=("a", "b"), target_scaling=scaling)
+                    task="regression", target_names=("a", "b"), target_scaling=scaling)
 
 
 @pytest.mark.parametrize("name", [name for name, entry in registry.LOSSES.items()

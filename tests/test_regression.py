@@ -389,7 +389,7 @@ def test_float_targets_with_nan_are_refused_naming_the_file(tmp_path):
     np.savez(tmp_path / "test.npz", x=x, y=y)
     result = cli("run", str(spec_path), "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "run"))
     assert result.exit_code == 2
-    assert "test.npz: y: expected finite targets, found NaN or infinity at sample 4" in result.output
+    assert "test.npz: y: expected finite targets, found [nan] at sample 4" in result.output
 
 
 # ---------------------------------------------------------------- the example spec
@@ -414,3 +414,54 @@ def test_diabetes_spec_runs_on_the_tools_data(tmp_path):
     assert result.exit_code == 0, result.output
     test = json.loads(result.stdout)["test"]
     assert test["samples"] == 88 and test["r2"] > 0.3
+
+
+def test_csv_regression_with_named_target_columns_end_to_end(tmp_path):
+    """task = "regression" on a CSV with a header: `data.targets` names two target columns,
+    the run scores them in their units, and the model file predicts them from raw rows."""
+    header = "a,b,c,d,t1,t2"
+    for name, n, seed in (("train", 200, 0), ("test", 50, 1)):
+        x, y = regression_arrays(n, seed, 2)
+        rows = [",".join(f"{v:.6f}" for v in (*xr, *yr)) for xr, yr in zip(x, y)]
+        (tmp_path / f"{name}.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    (tmp_path / "r.toml").write_text(textwrap.dedent("""\
+        spec_version = 1
+        name = "csvreg"
+        task = "regression"
+        [data]
+        source = "csv"
+        train = "train.csv"
+        test = "test.csv"
+        header = true
+        targets = ["t1", "t2"]
+        [data.preprocess]
+        scale = "standardize"
+        [network]
+        inputs = 4
+        [[network.layers]]
+        type = "dense.v1"
+        units = 16
+        [[network.layers]]
+        type = "relu.v1"
+        [[network.layers]]
+        type = "dense.v1"
+        units = 2
+        [train]
+        epochs = 30
+        batch_size = 32
+        loss = {type = "mse.v1"}
+        optimizer = {type = "adam.v1", learning_rate = 0.01}
+        """))
+    assert cli("validate", str(tmp_path / "r.toml")).exit_code == 0
+    result = cli("run", str(tmp_path / "r.toml"), "--json", "--cache-dir", str(tmp_path / "cache"),
+                 "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    test = json.loads(result.stdout)["test"]
+    assert test["r2"] > 0.5, test
+    model = infer.load(tmp_path / "run" / "model.mlpm")
+    assert model.task == "regression" and tuple(model.target_names) == ("t1", "t2")
+    x, y = regression_arrays(50, 1, 2)
+    values = model.predict(x.round(6))  # the feature columns as the file holds them
+    assert values.shape == (50, 2)
+    rmse = np.sqrt(np.mean((values - y.round(6)) ** 2, axis=0))  # per target, then their mean
+    assert float(rmse.mean()) == pytest.approx(test["rmse"], rel=1e-6)

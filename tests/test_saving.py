@@ -56,7 +56,8 @@ def test_prepared_keeps_the_preprocess_entry_layout(tmp_path):
     raw_input = meta.pop("raw_input")
     assert meta == {"name": "t", "classes": 10, "class_names": list("0123456789"),
                     "sample_shape": [4, 4], "scaling": "unit", "one_hot": True,
-                    "checksums": {"train.npz": "ab" * 32}}
+                    "checksums": {"train.npz": "ab" * 32}, "encoder": None,
+                    "task": "classification", "target_names": [], "target_scaling": None}
     assert set(raw_input) == {"dtype", "whole", "min", "max"} and len(raw_input["min"]) == 16
 
 

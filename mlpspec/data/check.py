@@ -118,6 +118,8 @@ def _check_shapes(spec: model.Spec, train: FileFacts, test: FileFacts, add) -> N
 
 def _check_labels(source, train: FileFacts, test: FileFacts, add) -> None:
     declared = source.classes
+    if not declared:  # 0: the classes are the training file's distinct labels (CSV)
+        return
     for key, facts in (("train", train), ("test", test)):
         if facts.low is None or facts.samples == 0:
             continue
@@ -277,10 +279,11 @@ def _csv_facts(source: model.CsvSource, path: Path, key: str, classification: bo
     The feature count (columns less the label column) is only stated for
     the layout this module knows (every column but one integer `label_column`
     is a feature); other settings leave the shape to the loader."""
-    label_column = getattr(source, "label_column", 0)
-    known = {field.name for field in attrs.fields(type(source))} <= {
-        "train", "test", "classes", "label_column", "header"}
-    simple = known and isinstance(label_column, int)
+    label_column = source.label_column
+    # Every column but one integer label column is a numeric feature: no column
+    # selection, categorical encoding or several targets (those are the loader's).
+    simple = (isinstance(label_column, int) and not source.targets and not source.features
+              and not source.exclude and not source.categorical)
     rows = 0
     columns = None
     labels: list[float] | None = [] if classification and simple else None

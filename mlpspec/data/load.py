@@ -17,11 +17,9 @@ features; that is preprocessing's job.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import types
-import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +30,7 @@ import numpy as np
 from mlpspec.data.download import fetch_file, mirror_order, read_verified, usable_dataset_dir
 from mlpspec.data.idx import read_idx, read_idx_bytes
 from mlpspec.data.sources import get_builtin
+from mlpspec.data.tabular import Column, Table, is_missing, numeric_column, read_table
 from mlpspec.errors import DataError
 from mlpspec.files import load_arrays, read_json, save_arrays, write_json
 
@@ -41,12 +40,16 @@ class RawDataset:
     """A checked train/test split, as read from disk.
 
     `x_train` is `(n_train, *sample_shape)` and `x_test` `(n_test, *sample_shape)`
-    in the file's dtype (uint8 for MNIST, float64 from CSV); `y_train` `(n_train,)`
-    and `y_test` `(n_test,)` are int64 in `[0, classes)` (regression, `classes`
-    0: float64 targets `(n, k)`, no class names). `checksums` maps each
+    in the file's dtype (uint8 for MNIST, float64 from CSV); for classification
+    `y_train` `(n_train,)` and `y_test` `(n_test,)` are int64 in `[0, classes)`,
+    for `task = "regression"` float64 `(n, k)` targets named by `target_names`
+    (`classes` 0, `class_names` ()). `checksums` maps each
     file read to the sha256 of the payload actually parsed (decompressed for IDX),
     keyed by file name for built-in datasets and by role (`train`, `test`,
     `train_images`, ...) for local files, so that where a file lies doesn't matter.
+    From a CSV file, `columns` describes each feature column (a categorical
+    one holds indices into its `values`; NaN is a missing cell) and
+    `source_columns` names every column of the file; both are () otherwise.
     """
 
     name: str
@@ -57,6 +60,10 @@ class RawDataset:
     classes: int
     class_names: tuple[str, ...]
     checksums: Mapping[str, str] = attrs.field(converter=lambda m: types.MappingProxyType(dict(m)))
+    task: str = "classification"
+    target_names: tuple[str, ...] = ()
+    columns: tuple[Column, ...] = ()
+    source_columns: tuple[str, ...] = ()
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -69,39 +76,91 @@ class RawDataset:
             "test": np.bincount(self.y_test, minlength=self.classes),
         }
 
+    def original_rows(self, x: np.ndarray) -> np.ndarray:
+        """Loaded feature columns `(n, len(columns))` back as table rows: an object array
+        of floats (NaN when missing) and, for categorical columns, their text (None when
+        missing): what `infer.Model.predict` takes for a model trained on this table."""
+        rows = np.empty(x.shape, dtype=object)
+        for j, column in enumerate(self.columns):
+            if column.kind == "categorical":
+                rows[:, j] = [None if np.isnan(v) else column.values[int(v)] for v in x[:, j]]
+            else:
+                rows[:, j] = x[:, j].tolist()
+        return rows
+
+    def feature_stats(self, split: str) -> list[dict]:
+        """Per feature of `split` ("train"/"test"): `{"name", "kind", "min", "max", "mean",
+        "missing"}`; min/max/mean are None for a categorical column (which has
+        `categories`, the count of distinct values) or a feature with no value."""
+        x = getattr(self, f"x_{split}")
+        flat = x.reshape(len(x), -1)
+        names = ([column.name for column in self.columns] if self.columns
+                 else [str(j) for j in range(flat.shape[1])])
+        kinds = [column.kind for column in self.columns] or ["numeric"] * flat.shape[1]
+        if flat.dtype.kind == "f":
+            missing = np.isnan(flat).sum(axis=0)
+        else:
+            missing = np.zeros(flat.shape[1], dtype=np.int64)
+        present = len(flat) - missing
+        stats = []
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if flat.dtype.kind == "f":
+                low, high = np.fmin.reduce(flat, axis=0), np.fmax.reduce(flat, axis=0)
+                mean = np.nansum(flat, axis=0) / present
+            else:
+                low, high = flat.min(axis=0), flat.max(axis=0)
+                mean = flat.mean(axis=0, dtype=np.float64)
+        for j, (name, kind) in enumerate(zip(names, kinds)):
+            entry: dict = {"name": name, "kind": kind, "missing": int(missing[j])}
+            if kind == "categorical" or present[j] == 0:
+                entry.update(min=None, max=None, mean=None)
+                if kind == "categorical":
+                    entry["categories"] = int(len(np.unique(flat[~np.isnan(flat[:, j]), j])))
+            else:
+                entry.update(min=float(low[j]), max=float(high[j]), mean=float(mean[j]))
+            stats.append(entry)
+        return stats
+
     def describe(self) -> dict:
         """A JSON-ready summary: counts, per-sample shape, dtype, class balance, checksums.
 
-        `{"name", "classes", "class_names", "checksums": {file: sha256},
-        "train" / "test": {"samples", "shape", "dtype", "class_counts": [int] * classes}}`;
-        `shape` is the per-sample shape, e.g. `[28, 28]`.
+        `{"name", "task", "classes", "class_names", "checksums": {file: sha256},
+        "train" / "test": {"samples", "shape", "dtype", "class_counts": [int] * classes
+        (classification) or "targets": [{"name", "min", "max", "mean"}] (regression),
+        "features": [{"name", "kind", "min", "max", "mean", "missing"}, ...]}}`;
+        `shape` is the per-sample shape, e.g. `[28, 28]`; `features` has one
+        entry per feature (see `feature_stats`).
         """
-        # Regression data (classes 0) have no classes to count.
-        counts = self.class_counts() if self.classes else {"train": np.zeros(0, int),
-                                                           "test": np.zeros(0, int)}
-        splits = {"train": self.x_train, "test": self.x_test}
-        return {
-            "name": self.name,
-            "classes": self.classes,
-            "class_names": list(self.class_names),
-            **{
-                split: {
-                    "samples": len(x),
-                    "shape": list(x.shape[1:]),
-                    "dtype": x.dtype.name,
-                    "class_counts": counts[split].tolist(),
-                }
-                for split, x in splits.items()
-            },
-            "checksums": dict(self.checksums),
-        }
+        splits = {"train": (self.x_train, self.y_train), "test": (self.x_test, self.y_test)}
+        counts = self.class_counts() if self.task != "regression" else {}
+        out = {"name": self.name, "task": self.task, "classes": self.classes,
+               "class_names": list(self.class_names)}
+        if self.columns:
+            out["columns"] = [column.name for column in self.columns]
+        for split, (x, y) in splits.items():
+            part: dict = {"samples": len(x), "shape": list(x.shape[1:]), "dtype": x.dtype.name}
+            if self.task == "regression":
+                part["targets"] = [{"name": name, "min": float(y[:, k].min()),
+                                    "max": float(y[:, k].max()), "mean": float(y[:, k].mean())}
+                                   for k, name in enumerate(self.target_names
+                                                            or [str(k) for k in range(y.shape[1])])]
+            else:
+                part["class_counts"] = counts[split].tolist()
+            part["features"] = self.feature_stats(split)
+            out[split] = part
+        out["checksums"] = dict(self.checksums)
+        return out
 
     def save(self, folder: Path) -> None:
         """Write the arrays (`<name>.npy`) and `meta.json` (the other fields) into `folder`."""
         save_arrays(folder, {name: getattr(self, name) for name in _ARRAYS})
         write_json(folder / "meta.json", {"name": self.name, "classes": self.classes,
                                           "class_names": list(self.class_names),
-                                          "checksums": dict(self.checksums)})
+                                          "checksums": dict(self.checksums),
+                                          "task": self.task,
+                                          "target_names": list(self.target_names),
+                                          "columns": [c.to_meta() for c in self.columns],
+                                          "source_columns": list(self.source_columns)})
 
     @classmethod
     def load(cls, folder: Path) -> RawDataset:
@@ -109,7 +168,10 @@ class RawDataset:
         meta = read_json(folder / "meta.json")
         arrays = load_arrays(folder, _ARRAYS)
         return cls(meta["name"], arrays["x_train"], arrays["y_train"], arrays["x_test"],
-                   arrays["y_test"], meta["classes"], tuple(meta["class_names"]), meta["checksums"])
+                   arrays["y_test"], meta["classes"], tuple(meta["class_names"]), meta["checksums"],
+                   meta.get("task", "classification"), tuple(meta.get("target_names", ())),
+                   tuple(Column.from_meta(c) for c in meta.get("columns", ())),
+                   tuple(meta.get("source_columns", ())))
 
 
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
@@ -192,44 +254,265 @@ def load_npz(
     classes: int,
     name: str | None = None,
     class_names: Sequence[str] | None = None,
+    task: str = "classification",
 ) -> RawDataset:
-    """Load a train and a test `.npz`, each holding `x` (n, ...) and `y` (n,).
-
-    `classes=0` reads regression data: `y` real-valued targets `(n,)` or
-    `(n, k)`, returned as float64 `(n, k)`.
-    """
+    """Load a train and a test `.npz`, each holding `x` (n, ...) and `y` (n,)
+    (for `task = "regression"`: float targets `(n,)` or `(n, k)`)."""
     return _load_pair(train, test, ".npz file", _read_npz, classes=classes, name=name,
-                      class_names=class_names)
+                      class_names=class_names, task=task)
 
 
 def load_csv(
     train: str | Path,
     test: str | Path,
     *,
-    classes: int,
-    label_column: int = 0,
+    classes: int = 0,
+    label_column: int | str = 0,
     header: bool = False,
+    features: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    categorical: Sequence[str] = (),
+    missing: str = "error",
+    targets: Sequence[str] = (),
+    task: str = "classification",
     name: str | None = None,
     class_names: Sequence[str] | None = None,
 ) -> RawDataset:
     """Load a train and a test CSV: comma-separated, one sample per line.
 
-    Column `label_column` (negative counts from the end) holds the label,
-    every other column a feature; `header=True` skips the first line, which
-    must name as many columns as the rows have.
-    Features come back as float64 of shape `(n_samples, n_columns - 1)`.
+    `label_column` (an index, negative from the end, or a header name) holds
+    the label; the features are `features` (header names) or every other
+    column not in `exclude`. `header=True` reads the first line as the
+    column names. Features come back as float64 `(n_samples, n_features)`:
+    numbers, or for `categorical` columns indices into `RawDataset.columns[j].values`;
+    a missing cell is NaN, allowed only when `missing` is not "error".
+    Labels: with `classes > 0`, integers in `[0, classes)`; with `classes = 0`,
+    the distinct labels of the training file (sorted, numerically if all are
+    numbers) become the classes and their names. For `task = "regression"`
+    the label column holds float targets: `y` is float64 `(n, 1)`, or `(n, k)`
+    for the k columns named in `targets` (which then replace `label_column`).
     """
+    if targets:
+        if task != "regression":
+            raise DataError(f"{train}: data.targets names regression targets, and the task is "
+                            f"{task!r}; a class label column is data.label_column")
+        if not header:
+            raise DataError(f"{train}: data.targets names columns, which needs a header: set "
+                            f"data.header = true")
+        if len(set(targets)) != len(targets):
+            raise DataError(f"{train}: data.targets: a column is listed twice")
+        label_column, exclude = targets[0], (*exclude, *targets[1:])
+        for listed, key in ((features, "features"), (categorical, "categorical")):
+            both = [t for t in targets if t in listed]
+            if both:
+                raise DataError(f"{train}: data.{key}: {both[0]!r} is a target column (data.targets)")
+    tables = {}
+    checksums = {}
+    for role, path in (("train", train), ("test", test)):
+        data = _read_bytes(path, "CSV file")
+        checksums[role] = hashlib.sha256(data).hexdigest()
+        tables[role] = read_table(str(path), data, header=header, numeric=not categorical)
+    names = tables["train"].names
+    roles = {"train": train, "test": test}
+    selected = {role: _select_columns(str(path), tables[role].names, label_column=label_column,
+                                      header=header, features=features, exclude=exclude,
+                                      categorical=categorical)
+                for role, path in roles.items()}
+    test_names = tables["test"].names
+    if header and test_names != names and sorted(test_names) == sorted(names):
+        named = features or exclude or categorical or isinstance(label_column, str)
+        if not named:  # positions would pair different columns
+            raise DataError(f"{test}: the header names the columns in another order than {train} "
+                            f"({_show_list(test_names)} against {_show_list(names)}); choose "
+                            f"columns by name (data.label_column, data.features) or reorder them")
+    label, chosen = selected["train"]
+    loaded = {}
+    for role, path in roles.items():
+        table, (_, own) = tables[role], selected[role]
+        x = np.empty((len(table), len(own)))
+        for k, j in enumerate(own):
+            if table.names[j] in categorical:
+                x[:, k] = np.nan  # filled below, once both files' categories are known
+            else:
+                x[:, k] = numeric_column(str(path), table, j, header=header)
+        loaded[role] = x
+    columns = []
+    same_width = len(selected["test"][1]) == len(chosen)
+    for k, j in enumerate(chosen):
+        if names[j] not in categorical:
+            columns.append(Column(names[j], "numeric"))
+            continue
+        cells = {role: [row[tables[role].names.index(names[j])].strip() for row in tables[role].rows]
+                 for role in tables if role == "train" or same_width}
+        values = sorted({cell for role in cells for cell in cells[role] if not is_missing(cell)})
+        index = {value: float(i) for i, value in enumerate(values)}
+        for role in cells:
+            loaded[role][:, k] = [np.nan if is_missing(c) else index[c] for c in cells[role]]
+        columns.append(Column(names[j], "categorical", tuple(values)))
+    for role, path in roles.items():
+        if missing == "error":
+            _refuse_missing(str(path), tables[role], loaded[role], selected[role][1], header)
+    labels = {role: _label_cells(str(path), tables[role], selected[role][0])
+              for role, path in roles.items()}
+    where = f"column {label + 1} ({names[label]!r}, labels)" if header else f"column {label + 1} (labels)"
+    if task == "regression":
+        target_names: tuple[str, ...] = tuple(targets) or (names[label],)
+        y = {}
+        for role, path in roles.items():
+            table = tables[role]
+            for target in target_names:
+                if target not in table.names:
+                    raise DataError(f"{path}: data.targets: no column {target!r} in the header "
+                                    f"(columns: {_show_list(table.names)})")
+            columns_y = []
+            for target in target_names:
+                j = table.names.index(target) if header else selected[role][0]
+                values = numeric_column(str(path), table, j, header=header,
+                                        what="a number (a regression target)")
+                if np.isnan(values).any():
+                    i = int(np.argmax(np.isnan(values)))
+                    shown = f" ({table.names[j]!r})" if header else ""
+                    raise DataError(f"{path}: line {table.lines[i]}, column {j + 1}{shown}: missing "
+                                    f"target {table.rows[i][j]!r}; every sample needs its targets "
+                                    f"(data.missing fills features only)")
+                columns_y.append(values)
+            y[role] = np.stack(columns_y, axis=1)
+        classes, class_names = 0, ()
+    elif classes:
+        y = {role: numeric_column(str(path), tables[role], selected[role][0], header=header,
+                                  what=f"an integer label in [0, {classes}) (data.classes = {classes}; "
+                                       f"0 takes the classes from the training labels)")
+             for role, path in (("train", train), ("test", test))}
+        target_names = ()
+    else:
+        class_names = _class_names(labels["train"])
+        if len(class_names) < 2:
+            raise DataError(f"{train}: {where}: expected at least 2 distinct labels, found "
+                            f"{len(class_names)} ({_show_list(class_names)}); is "
+                            f"data.label_column the label column?")
+        classes = len(class_names)
+        position = {value: k for k, value in enumerate(class_names)}
+        y = {}
+        for role, path in (("train", train), ("test", test)):
+            codes = np.array([position.get(cell, -1) for cell in labels[role]], dtype=np.int64)
+            if (codes < 0).any():
+                i = int(np.argmax(codes < 0))
+                raise DataError(f"{path}: line {tables[role].lines[i]}, {where}: label "
+                                f"{labels[role][i]!r} is not among the classes of data.train "
+                                f"({_show_list(class_names)}); the classes come from the training "
+                                f"file's labels (data.classes = 0): add samples of it to "
+                                f"data.train or remove them from data.test")
+            y[role] = codes
+        target_names = ()
+    splits = {path: _Split(loaded[role], y[role], f"{path}: features",
+                           f"{path}: {where}" if role == "train" else
+                           f"{path}: " + where.replace(str(label + 1), str(selected[role][0] + 1), 1),
+                           nan_ok=missing != "error")
+              for role, path in (("train", train), ("test", test))}
+    dataset = _checked(name or Path(train).stem, train=splits[train], test=splits[test],
+                       classes=classes, class_names=class_names, checksums=checksums, task=task)
+    return attrs.evolve(dataset, columns=tuple(columns), source_columns=names,
+                        target_names=target_names)
 
-    def read(path: str | Path, data: bytes) -> _Split:
-        return _read_csv(path, data, label_column=label_column, header=header)
 
-    return _load_pair(train, test, "CSV file", read, classes=classes, name=name,
-                      class_names=class_names)
+def _select_columns(path: str, names: Sequence[str], *, label_column: int | str, header: bool,
+                    features: Sequence[str], exclude: Sequence[str],
+                    categorical: Sequence[str]) -> tuple[int, list[int]]:
+    """`(label index, feature indices)` from the spec's column keys; errors name the key."""
+    shown = _show_list(names)
+    for key, listed in (("features", features), ("exclude", exclude), ("categorical", categorical)):
+        if listed and not header:
+            raise DataError(f"{path}: data.{key} names columns, which needs a header: set "
+                            f"data.header = true (and give the file a header line)")
+        for column in listed:
+            if column not in names:
+                raise DataError(f"{path}: data.{key}: no column {column!r} in the header "
+                                f"(columns: {shown})")
+    referenced = [*features, *exclude, *categorical]
+    if isinstance(label_column, str):
+        referenced.append(label_column)
+    for column in referenced:
+        if column in names and list(names).count(column) > 1:
+            raise DataError(f"{path}: column name {column!r} appears {list(names).count(column)} "
+                            f"times in the header, so it cannot choose a column")
+    if isinstance(label_column, str):
+        if not header:
+            raise DataError(f"{path}: data.label_column = {label_column!r} names a column, which "
+                            f"needs a header: set data.header = true, or give the column's index")
+        if label_column not in names:
+            raise DataError(f"{path}: data.label_column: no column {label_column!r} in the header "
+                            f"(columns: {shown})")
+        label = names.index(label_column)
+    else:
+        n = len(names)
+        if n < 2:
+            raise DataError(f"{path}: expected a label column and at least one feature column, "
+                            f"found {n} column")
+        if not -n <= label_column < n:
+            raise DataError(f"{path}: label_column {label_column} is out of range for {n} columns "
+                            f"(data.label_column: 0 to {n - 1}, or -1 for the last)")
+        label = label_column % n
+    for key, listed in (("features", features), ("exclude", exclude), ("categorical", categorical)):
+        if names[label] in listed:
+            raise DataError(f"{path}: data.{key}: {names[label]!r} is the label column "
+                            f"(data.label_column)")
+    if features:
+        chosen = [names.index(column) for column in features]
+        if len(set(chosen)) != len(chosen):
+            raise DataError(f"{path}: data.features: a column is listed twice")
+    else:
+        chosen = [j for j in range(len(names)) if j != label and names[j] not in exclude]
+    outside = [column for column in categorical if names.index(column) not in chosen]
+    if outside:
+        raise DataError(f"{path}: data.categorical: {outside[0]!r} is not a feature column "
+                        f"(see data.features and data.exclude)")
+    if not chosen:
+        raise DataError(f"{path}: no feature column is left (data.features, data.exclude)")
+    return label, chosen
+
+
+def _refuse_missing(path: str, table: Table, x: np.ndarray, chosen: Sequence[int],
+                    header: bool) -> None:
+    """With `missing = "error"`, name the first missing cell and the key that allows it."""
+    holes = np.isnan(x)
+    if holes.any():
+        i, k = (int(v) for v in np.argwhere(holes)[0])
+        j = chosen[k]
+        name = f" ({table.names[j]!r})" if header else ""
+        raise DataError(f"{path}: line {table.lines[i]}, column {j + 1}{name}: "
+                        f"missing value ({table.rows[i][j]!r}); set data.missing = \"mean\", "
+                        f"\"median\" or \"most_frequent\" to fill missing values from the "
+                        f"training split ({int(holes.sum())} missing in this file)")
+
+
+def _label_cells(path: str, table: Table, label: int) -> list[str]:
+    cells = [cell.strip() for cell in table.cells(label)]
+    for i, cell in enumerate(cells):
+        if is_missing(cell):
+            raise DataError(f"{path}: line {table.lines[i]}, column {label + 1} "
+                            f"({table.names[label]!r}, the label): missing label {cell!r}; every "
+                            f"sample needs one (is data.label_column the label column?)")
+    return cells
+
+
+def _class_names(cells: Sequence[str]) -> tuple[str, ...]:
+    """The distinct labels sorted: as numbers when all are numbers (`2` before `10`)."""
+    distinct = set(cells)
+    try:
+        return tuple(sorted(distinct, key=float))
+    except ValueError:
+        return tuple(sorted(distinct))
+
+
+def _show_list(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(name) for name in list(names)[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def _load_pair(train: str | Path, test: str | Path, what: str,
                read: Callable[[str | Path, bytes], "_Split"], *, classes: int,
-               name: str | None, class_names: Sequence[str] | None) -> RawDataset:
+               name: str | None, class_names: Sequence[str] | None,
+               task: str = "classification") -> RawDataset:
     """Read a train and a test file with `read(path, bytes)`, hash them, check the result."""
     splits = {}
     checksums = {}
@@ -244,6 +527,7 @@ def _load_pair(train: str | Path, test: str | Path, what: str,
         classes=classes,
         class_names=class_names,
         checksums=checksums,
+        task=task,
     )
 
 
@@ -255,6 +539,7 @@ class _Split:
     y: np.ndarray
     x_source: str
     y_source: str
+    nan_ok: bool = False  # missing values (NaN) allowed, filled in by preprocessing
 
 
 def _read_bytes(path: str | Path, what: str) -> bytes:
@@ -294,75 +579,6 @@ def _read_npz(path: str | Path, data: bytes) -> _Split:
     return _Split(arrays["x"], arrays["y"], f"{path}: x", f"{path}: y")
 
 
-def _read_csv(path: str | Path, data: bytes, *, label_column: int, header: bool) -> _Split:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # an empty file warns; checked below
-            table = np.loadtxt(
-                io.StringIO(text),
-                delimiter=",",
-                skiprows=int(header),
-                dtype=np.float64,
-                ndmin=2,
-                comments=None,
-            )
-    except ValueError as exc:
-        raise _csv_problem(path, text, header) or DataError(f"{path}: {exc}") from exc
-    if table.shape[0] == 0:
-        raise DataError(f"{path}: contains no samples")
-    n_columns = table.shape[1]
-    if n_columns < 2:
-        raise DataError(
-            f"{path}: expected a label column and at least one feature column, found {n_columns} column"
-        )
-    if header:
-        _check_header(path, text, n_columns)
-    if not -n_columns <= label_column < n_columns:
-        raise DataError(f"{path}: label_column {label_column} is out of range for {n_columns} columns")
-    y = table[:, label_column]
-    x = np.delete(table, label_column, axis=1)
-    return _Split(x, y, f"{path}: features", f"{path}: column {label_column % n_columns + 1} (labels)")
-
-
-def _check_header(path: str | Path, text: str, n_columns: int) -> None:
-    """With `header = true`, the first line must name as many columns as each row has.
-
-    A header with fewer or more names than the rows have columns means the
-    file is not what the spec says (no header, or a different layout).
-    """
-    lines = text.splitlines()
-    names = next(csv.reader(lines[:1]), [])
-    if len(names) != n_columns:
-        first_row = next((i for i, line in enumerate(lines[1:], start=2) if line.strip()), 2)
-        raise DataError(f"{path}: line {first_row}: expected {len(names)} columns as in the "
-                        f"header on line 1 (data.header = true), found {n_columns}")
-
-
-def _csv_problem(path: str | Path, text: str, header: bool) -> DataError | None:
-    """Find the first ragged line or non-numeric cell, with 1-based line and column."""
-    reader = csv.reader(io.StringIO(text))
-    width = None
-    for row in reader:
-        if header and reader.line_num == 1 or not row:
-            continue
-        if width is None:
-            width = len(row)
-        elif len(row) != width:
-            return DataError(f"{path}: line {reader.line_num}: expected {width} columns, found {len(row)}")
-        for column, cell in enumerate(row, start=1):
-            try:
-                float(cell)
-            except ValueError:
-                return DataError(
-                    f"{path}: line {reader.line_num}, column {column}: expected a number, found {cell!r}"
-                )
-    return None
-
-
 def _checked(
     name: str,
     *,
@@ -371,10 +587,20 @@ def _checked(
     classes: int,
     class_names: Sequence[str] | None,
     checksums: Mapping[str, str],
+    task: str = "classification",
 ) -> RawDataset:
     """Run every check on both splits and build the `RawDataset`."""
-    if classes == 0 and not isinstance(classes, bool):
-        return _checked_regression(name, train=train, test=test, checksums=checksums)
+    if task == "regression":
+        y_train, y_test = _checked_targets(train), _checked_targets(test)
+        if train.x.shape[1:] != test.x.shape[1:]:
+            raise DataError(f"{test.x_source}: samples have shape {test.x.shape[1:]}, "
+                            f"but {train.x_source} has {train.x.shape[1:]}")
+        if y_train.shape[1] != y_test.shape[1]:
+            raise DataError(f"{test.y_source}: {y_test.shape[1]} targets per sample, but "
+                            f"{train.y_source} has {y_train.shape[1]}")
+        return RawDataset(name=name, x_train=train.x, y_train=y_train, x_test=test.x,
+                          y_test=y_test, classes=0, class_names=(), checksums=checksums,
+                          task="regression")
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
         raise DataError(f"{name}: classes must be an integer of at least 2, found {classes!r}")
     if class_names is None:
@@ -400,36 +626,27 @@ def _checked(
     )
 
 
-def _checked_regression(name: str, *, train: _Split, test: _Split,
-                        checksums: Mapping[str, str]) -> RawDataset:
-    """Regression data (`classes=0`): the feature checks, and real-valued targets, float64 `(n, k)`."""
-    targets = []
-    for split in (train, test):
-        _checked_split(split, None)
-        y = split.y
-        if y.dtype.kind not in "uif" or y.ndim not in (1, 2):
-            raise DataError(f"{split.y_source}: expected real-valued targets of shape (n_samples,) "
-                            f"or (n_samples, targets), found {y.dtype} of shape {y.shape}")
-        if len(y) != len(split.x):
-            raise DataError(f"{split.y_source}: {len(y)} targets for {len(split.x)} samples in "
-                            f"{split.x_source}")
-        y = y.astype(np.float64).reshape(len(y), -1)
-        bad = ~np.isfinite(y).all(axis=1)
-        if bad.any():
-            raise DataError(f"{split.y_source}: expected finite targets, found NaN or infinity "
-                            f"at sample {int(np.flatnonzero(bad)[0])}")
-        targets.append(y)
-    if train.x.shape[1:] != test.x.shape[1:] or targets[0].shape[1] != targets[1].shape[1]:
-        raise DataError(f"{test.x_source}: samples have shape {test.x.shape[1:]} and "
-                        f"{targets[1].shape[1]} targets, but {train.x_source} has "
-                        f"{train.x.shape[1:]} and {targets[0].shape[1]}")
-    return RawDataset(name=name, x_train=train.x, y_train=targets[0], x_test=test.x,
-                      y_test=targets[1], classes=0, class_names=(), checksums=checksums)
+def _checked_targets(split: _Split) -> np.ndarray:
+    """Check one split of a regression dataset; return its targets as float64 `(n, k)`."""
+    _checked_features(split)
+    y = split.y
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"{split.y_source}: expected numeric targets, found dtype {y.dtype}")
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2 or len(y) != len(split.x):
+        raise DataError(f"{split.y_source}: expected targets of shape ({len(split.x)},) or "
+                        f"({len(split.x)}, k), found {y.shape}")
+    y = y.astype(np.float64)
+    if not np.isfinite(y).all():
+        first = int(np.flatnonzero(~np.isfinite(y).all(axis=1))[0])
+        raise DataError(f"{split.y_source}: expected finite targets, found {y[first].tolist()} "
+                        f"at sample {first}")
+    return y
 
 
-def _checked_split(split: _Split, classes: int | None) -> np.ndarray | None:
-    """Check one split; return its labels as int64 `(n_samples,)`."""
-    x, y = split.x, split.y
+def _checked_features(split: _Split) -> None:
+    x = split.x
     if x.dtype.kind not in "uif":
         raise DataError(f"{split.x_source}: expected numeric features, found dtype {x.dtype}")
     if x.ndim < 2:
@@ -437,15 +654,20 @@ def _checked_split(split: _Split, classes: int | None) -> np.ndarray | None:
     if len(x) == 0:
         raise DataError(f"{split.x_source}: contains no samples")
     if x.dtype.kind == "f":
-        finite = np.isfinite(x).reshape(len(x), -1).all(axis=1)
+        values = x.reshape(len(x), -1)
+        finite = (~np.isinf(values) if split.nan_ok else np.isfinite(values)).all(axis=1)
         if not finite.all():
             bad = np.flatnonzero(~finite)
             raise DataError(
                 f"{split.x_source}: expected finite values, found NaN or infinity "
                 f"in {len(bad)} samples (first: sample {bad[0]})"
             )
-    if classes is None:  # regression: the targets are checked by the caller
-        return None
+
+
+def _checked_split(split: _Split, classes: int) -> np.ndarray:
+    """Check one split; return its labels as int64 `(n_samples,)`."""
+    x, y = split.x, split.y
+    _checked_features(split)
     if y.ndim != 1:
         raise DataError(f"{split.y_source}: expected labels of shape (n_samples,), found {y.shape}")
     if len(y) != len(x):
@@ -461,6 +683,7 @@ def _checked_split(split: _Split, classes: int | None) -> np.ndarray | None:
     if outside.any():
         first = int(np.flatnonzero(outside)[0])
         raise DataError(
-            f"{split.y_source}: labels must be in [0, {classes}), found {y[first]} at sample {first}"
+            f"{split.y_source}: labels must be in [0, {classes}), found {y[first]} at sample "
+            f"{first} (data.classes = {classes})"
         )
     return y.astype(np.int64)

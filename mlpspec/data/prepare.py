@@ -4,9 +4,11 @@
     data = prepare(raw, spec.data, seed, dtype)  # splits, scaling, targets
     data.save(folder); Prepared.load(folder)     # the preprocess stage's cache entry
 
-Scaling statistics (`standardize`) are fitted on the training split only, after
-the validation samples were taken out of it, so no evaluation sample leaks
-into training. The validation split is reproducible from the root seed.
+Everything fitted (a table's categories and fill values, `TabularEncoder`;
+the `standardize`/`minmax` scaling; regression's target scaling) is fitted
+on the training split only, after the validation samples were taken out of
+it, so no evaluation sample leaks into training. The validation split is
+reproducible from the root seed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from mlpspec import rng
 from mlpspec.data.load import RawDataset, load_builtin, load_csv, load_idx, load_npz
+from mlpspec.data.tabular import TabularEncoder
 from mlpspec.errors import DataError
 from mlpspec.files import read_json, save_arrays, write_json
 from mlpspec.spec import model
@@ -30,7 +33,7 @@ def load_raw(data: model.DataSpec, base_dir: Path,
              task: str = "classification") -> RawDataset:
     """Read the dataset a spec declares; relative paths are taken from `base_dir`.
 
-    `task="regression"` reads real-valued targets (`RawDataset.classes` 0).
+    `task` (the spec's top-level key): for "regression" the labels are float targets.
     """
     source = data.source
     if isinstance(source, model.BuiltinSource):
@@ -43,11 +46,18 @@ def load_raw(data: model.DataSpec, base_dir: Path,
                 return load_idx(paths["train_images"], paths["train_labels"], paths["test_images"],
                                 paths["test_labels"], classes=source.classes, name="idx")
             case model.NpzSource():
-                classes = 0 if task == "regression" else source.classes
-                return load_npz(paths["train"], paths["test"], classes=classes, name="npz")
+                if task != "regression" and source.classes < 2:
+                    raise DataError(f"data.classes: expected the number of classes (at least 2; "
+                                    f"labels lie in [0, classes)), found {source.classes}; 0 is "
+                                    f"for task = \"regression\"")
+                return load_npz(paths["train"], paths["test"], classes=source.classes, name="npz",
+                                task=task)
             case model.CsvSource():
                 return load_csv(paths["train"], paths["test"], classes=source.classes,
-                                label_column=source.label_column, header=source.header, name="csv")
+                                label_column=source.label_column, header=source.header,
+                                features=source.features, exclude=source.exclude,
+                                categorical=source.categorical, missing=source.missing,
+                                targets=source.targets, task=task, name="csv")
     except DataError as error:
         message = str(error)
         for key, path in paths.items():
@@ -128,18 +138,20 @@ class RawInput:
 class Prepared:
     """Network-ready splits.
 
-    `x_*` are `(n, n_features)` in the compute dtype; `y_*` are int64 labels
-    `(n,)`; `t_train` are the training targets the loss sees: one-hot
-    `(n, classes)` in the compute dtype, or the labels themselves.
-    Regression (`classes` 0, `class_names` ()): `y_*` are the raw float64
-    targets `(n, k)`, named by `target_names`, and `t_train` is
-    `target_scaling.apply(y_train)` (standardised, fitted on the training split).
+    `x_*` are `(n, n_features)` in the compute dtype. Classification: `y_*`
+    are int64 labels `(n,)`; `t_train` are the training targets the loss sees:
+    one-hot `(n, classes)` in the compute dtype, or the labels themselves.
+    Regression (`task`): `y_*` are float64 raw targets `(n, k)` named by
+    `target_names`, `t_train` is `target_scaling.apply(y_train)` in the compute
+    dtype, `classes` is 0 and `class_names` ().
     Validation arrays are empty (0 rows) when the spec takes no validation set.
     `name` and `checksums` say which data they came from (for the model file);
-    `raw_input` describes the raw training split (the model file's input contract).
+    `raw_input` describes the raw training split (the model file's input contract);
+    `encoder` is the fitted column handling of tabular (CSV) data, None otherwise.
 
     Folder layout (`save`/`load`): `<split>.npy` for the six `x_*`/`y_*`
-    arrays, `scaling_offset.npy` and `scaling_scale.npy`, and `meta.json`
+    arrays, `scaling_offset.npy` and `scaling_scale.npy` (and
+    `target_offset.npy`/`target_scale.npy` for regression), and `meta.json`
     with the other fields (`one_hot`: whether `t_train` is the one-hot
     encoding of `y_train`, rebuilt on load, or `y_train` itself).
     """
@@ -158,6 +170,8 @@ class Prepared:
     name: str = "data"
     checksums: Mapping[str, str] = attrs.Factory(dict)
     raw_input: RawInput | None = None
+    encoder: TabularEncoder | None = None
+    task: str = "classification"
     target_names: tuple[str, ...] = ()
     target_scaling: Scaling | None = None
 
@@ -173,12 +187,13 @@ class Prepared:
         write_json(folder / "meta.json", {
             "name": self.name, "classes": self.classes, "class_names": list(self.class_names),
             "sample_shape": list(self.sample_shape), "scaling": self.scaling.kind,
-            "one_hot": self.t_train.ndim == 2, "checksums": dict(self.checksums),
+            "one_hot": self.task != "regression" and self.t_train.ndim == 2,
+            "checksums": dict(self.checksums),
             "raw_input": self.raw_input.to_meta() if self.raw_input is not None else None,
-            # Regression only, so a classification entry keeps its layout.
-            **({} if self.target_scaling is None else {
-                "target_names": list(self.target_names),
-                "target_scaling": self.target_scaling.kind})})
+            "encoder": self.encoder.to_document() if self.encoder is not None else None,
+            "task": self.task, "target_names": list(self.target_names),
+            "target_scaling": (self.target_scaling.kind if self.target_scaling is not None
+                               else None)})
 
     @classmethod
     def load(cls, folder: Path, *, mmap: bool = False) -> Prepared:
@@ -195,29 +210,55 @@ class Prepared:
         scaling = Scaling(meta["scaling"], np.array(arrays["scaling_offset"]),
                           np.array(arrays["scaling_scale"]))  # small: copied, not mapped
         target_scaling = None
-        if meta.get("target_scaling"):
+        if meta.get("target_scaling") is not None:
             target_scaling = Scaling(meta["target_scaling"],
-                                     *(np.load(folder / f"target_{key}.npy", allow_pickle=False)
-                                       for key in ("offset", "scale")))
+                                     np.load(folder / "target_offset.npy", allow_pickle=False),
+                                     np.load(folder / "target_scale.npy", allow_pickle=False))
             targets = target_scaling.apply(arrays["y_train"], arrays["x_train"].dtype)
         elif meta["one_hot"]:
             targets = one_hot(arrays["y_train"], meta["classes"], arrays["x_train"].dtype)
         else:
             targets = arrays["y_train"]
+        encoder = meta.get("encoder")
         return cls(arrays["x_train"], arrays["y_train"], targets, arrays["x_val"], arrays["y_val"],
                    arrays["x_test"], arrays["y_test"], meta["classes"], tuple(meta["class_names"]),
                    tuple(meta["sample_shape"]), scaling, meta["name"], meta["checksums"],
                    RawInput.from_meta(meta["raw_input"]) if meta.get("raw_input") else None,
-                   tuple(meta.get("target_names", ())), target_scaling)
+                   TabularEncoder.from_document(encoder) if encoder else None,
+                   meta.get("task", "classification"), tuple(meta.get("target_names", ())),
+                   target_scaling)
 
 
 _SPLITS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
-def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dtype) -> Prepared:
-    """Split off validation, fit and apply scaling, flatten, encode targets."""
+def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dtype,
+            log: Callable[[str], None] | None = None) -> Prepared:
+    """Split off validation, encode columns, fit and apply scaling, flatten, encode targets.
+
+    Everything fitted (categories, fill values, scaling, target scaling) is
+    fitted on the training split after the validation samples left it.
+    `log` receives warnings about the data (once per call).
+    """
     dtype = np.dtype(dtype)
+    regression = raw.task == "regression"
     x_train, y_train, x_val, y_val, x_test, y_test = split_validation(raw, data.validation, seed)
+
+    encoder = None
+    if raw.columns:
+        source = data.source
+        missing = source.missing if isinstance(source, model.CsvSource) else "error"
+        unseen = source.unseen if isinstance(source, model.CsvSource) else "error"
+        label = ((raw.target_names or ("label",)) if regression else
+                 ((raw.source_columns[_label_index(source, raw)],)
+                  if isinstance(source, model.CsvSource) else ()))
+        encoder = TabularEncoder.fit(x_train, raw.columns, source=raw.source_columns, label=label,
+                                     missing=missing, unseen=unseen)
+        pool = data.validation.take_from
+        val_from = "data.test" if pool == "test" else "data.train"
+        x_train = encoder.encode(x_train, raw.columns, "data.train")
+        x_val = encoder.encode(x_val, raw.columns, f"{val_from} (validation split)")
+        x_test = encoder.encode(x_test, raw.columns, "data.test")
 
     flatten = data.preprocess.flatten
 
@@ -229,20 +270,42 @@ def prepare(raw: RawDataset, data: model.DataSpec, seed: int, dtype: str | np.dt
         raise DataError(f"data.preprocess.flatten: dense layers take flat inputs and "
                         f"{raw.name} samples have shape {raw.sample_shape}; set flatten = true")
     raw_input = RawInput.of(x_train.reshape(len(x_train), -1))
+    if encoder is not None and any(isinstance(f.fill, float) and not f.fill.is_integer()
+                                   for f in encoder.features):
+        # A fill value (a mean, say) is a value the model must accept at inference
+        # even when no training row needed it.
+        raw_input = attrs.evolve(raw_input, whole=False)
     scaling = fit_scaling(data.preprocess.scale, x_train)
+    if scaling.kind == "unit" and log is not None:
+        top = float(raw_input.maximum.max())
+        if top <= 64 or top > 255:
+            log(f"warning: data.preprocess.scale = \"unit\" divides by 255, but the training "
+                f"data's largest value is {top:g}: inputs land in [{raw_input.minimum.min() / 255:.3g}, "
+                f"{top / 255:.3g}]; \"standardize\" or \"minmax\" fit the data's own range")
     x_train, x_val, x_test = (scaling.apply(x, dtype) for x in (x_train, x_val, x_test))
-    target_names, target_scaling = (), None
-    if raw.classes == 0:  # regression: standardised targets, fitted on the training split
-        target_scaling = fit_scaling("standardize", y_train)
-        target_names = target_names_for(y_train.shape[1])
+    sample_shape = (x_train.shape[1],) if encoder is not None else raw.sample_shape
+    target_scaling = None
+    if regression:
+        kind = data.preprocess.target_scale
+        target_scaling = fit_scaling(kind, y_train)
         t_train = target_scaling.apply(y_train, dtype)
+        target_names = raw.target_names or target_names_for(y_train.shape[1])
     elif data.preprocess.one_hot:
         t_train = one_hot(y_train, raw.classes, dtype)
+        target_names = ()
     else:
         t_train = y_train
+        target_names = ()
     return Prepared(x_train, y_train, t_train, x_val, y_val, x_test, y_test, raw.classes,
-                    raw.class_names, raw.sample_shape, scaling, raw.name, dict(raw.checksums),
-                    raw_input, target_names, target_scaling)
+                    raw.class_names, sample_shape, scaling, raw.name, dict(raw.checksums),
+                    raw_input, encoder, raw.task, target_names, target_scaling)
+
+
+def _label_index(source: model.CsvSource, raw: RawDataset) -> int:
+    column = source.label_column
+    if isinstance(column, str):
+        return raw.source_columns.index(column)
+    return column % len(raw.source_columns)
 
 
 def target_names_for(k: int) -> tuple[str, ...]:
@@ -277,6 +340,11 @@ def fit_scaling(kind: str, x_train: np.ndarray) -> Scaling:
     """The scaling `kind` fitted on the training features `(n, n_features)`."""
     if kind == "unit":
         return Scaling(kind, np.array(0.0), np.array(255.0))
+    if kind == "minmax":
+        low = x_train.min(axis=0).astype(np.float64)
+        span = x_train.max(axis=0).astype(np.float64) - low
+        span[span == 0.0] = 1.0  # a constant feature maps to 0
+        return Scaling(kind, low, span)
     if kind == "standardize":
         mean = x_train.mean(axis=0, dtype=np.float64)
         std = x_train.std(axis=0, dtype=np.float64)

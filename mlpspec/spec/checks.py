@@ -80,7 +80,8 @@ def _check_output(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:
         report.add("network.layers", "expected at least one 'dense.v1' layer, found none")
         return
     last = dense[-1]
-    if layers[last].units != facts.classes:
+    # classes = 0: taken from the training labels, checked once the data is loaded.
+    if facts.classes and layers[last].units != facts.classes:
         report.add(f"network.layers[{last}].units",
                    f"expected {facts.classes} (the number of classes in {facts.label}; the last "
                    f"dense layer is the output), found {layers[last].units}")
@@ -115,10 +116,12 @@ def _check_regression(spec: model.Spec, facts: DataFacts, report: Reporter) -> N
     source = spec.data.source
     if isinstance(source, model.BuiltinSource):
         report.add("task", f"expected 'classification': {facts.label} is a classification "
-                   "dataset (regression reads targets from an npz source), found 'regression'")
-    elif not isinstance(source, model.NpzSource):
-        report.add("data.source", f"expected 'npz' for task = 'regression' (its `y` holds the "
-                   f"real-valued targets), found {model.name_of(source)!r}")
+                   "dataset (regression reads targets from an npz or csv source), found "
+                   "'regression'")
+    elif not isinstance(source, (model.NpzSource, model.CsvSource)):
+        report.add("data.source", f"expected 'npz' or 'csv' for task = 'regression' (an npz "
+                   f"`y` or CSV target columns hold the real-valued targets), found "
+                   f"{model.name_of(source)!r}")
     elif source.classes:
         report.add("data.classes", f"expected no classes for task = 'regression' (the targets "
                    f"are real values; remove the key), found {source.classes}")

@@ -76,9 +76,9 @@ class NpzSource:
     train: str = option(doc="`.npz` file with the training set.")
     test: str = option(doc="`.npz` file with the test set.")
     classes: int = option(0, doc=(
-        "Number of classes; labels must lie in [0, classes). Required for classification; "
-        "left out (0) for regression, where `y` holds real-valued targets `(n,)` or `(n, k)`."),
-        checks=(in_range(0, 1_000_000),))
+        "Number of classes; labels must lie in [0, classes). Required (at least 2) for "
+        "classification; 0 (the default) for `task = \"regression\"`, whose `y` are float "
+        "targets `(n,)` or `(n, k)`."), checks=(in_range(0, 1_000_000),))
 
     def files(self) -> dict[str, str]:
         """The data files by key, as written in the spec."""
@@ -87,14 +87,48 @@ class NpzSource:
 
 @attrs.frozen
 class CsvSource:
-    """Two CSV files: one label column plus one column per pixel."""
+    """Two CSV files, one sample a line: a label column plus feature columns.
+
+    Plain numeric files (MNIST as CSV) need only `train`, `test` and `classes`.
+    Tabular files name their columns in a header (`header = true`): the label
+    column and the feature columns can then be chosen by name, class labels
+    may be strings, `categorical` columns are one-hot encoded and `missing`
+    says what an empty cell means. Everything fitted (classes, categories,
+    fill values) comes from the training file, and travels with the model.
+    """
 
     train: str = option(doc="CSV file with the training set.")
     test: str = option(doc="CSV file with the test set.")
-    classes: int = option(doc="Number of classes; labels must lie in [0, classes).",
-                          checks=(in_range(2, 1_000_000),))
-    label_column: int = option(0, doc="Index of the label column.", checks=(non_negative,))
-    header: bool = option(False, doc="Whether the first line is a header to skip.")
+    classes: int = option(0, doc=(
+        "Number of classes; labels must then be integers in [0, classes). 0 (the default) takes "
+        "the classes from the distinct labels of the training file (numbers or strings, "
+        "sorted), and keeps their names in the model."), checks=(in_range(0, 1_000_000),))
+    label_column: int | str = option(0, doc=(
+        "The label (or, for `task = \"regression\"`, target) column: an index (negative counts "
+        "from the end, -1 is the last column) or a column name from the header."))
+    header: bool = option(False, doc="Whether the first line is a header naming the columns.")
+    targets: tuple[str, ...] = option((), doc=(
+        "For `task = \"regression\"`: the target columns by header name, one network output "
+        "each, in this order; they replace `label_column`. Empty = `label_column` is the one "
+        "target."))
+    features: tuple[str, ...] = option((), doc=(
+        "Feature columns to use, by header name, in this order; empty = every column but the "
+        "label column (and those in `exclude`)."))
+    exclude: tuple[str, ...] = option((), doc="Columns that are not features (ids, leaks), by "
+                                      "header name.")
+    categorical: tuple[str, ...] = option((), doc=(
+        "Feature columns holding categories (any text): each is one-hot encoded, one input per "
+        "category seen in the training split, in sorted order."))
+    unseen: str = option("error", doc=(
+        "A category of a `categorical` column that the training split did not have (in the test "
+        "file or at inference): `error` refuses it, `ignore` encodes it as all zeros."),
+        checks=(one_of("error", "ignore"),))
+    missing: str = option("error", doc=(
+        "What an empty cell (or NA, NaN, ?) in a feature column means: `error` refuses the file, "
+        "naming line and column; `mean`, `median` or `most_frequent` fill it with that statistic "
+        "of the column in the training split (categorical columns always take their most "
+        "frequent category). Stored in the model and applied at inference."),
+        checks=(one_of("error", "mean", "median", "most_frequent"),))
 
     def files(self) -> dict[str, str]:
         """The data files by key, as written in the spec."""
@@ -125,11 +159,17 @@ class PreprocessSpec:
     """How raw samples become network inputs."""
 
     scale: str = option("unit", doc=(
-        "`unit` divides by 255 (the tutorial's [0, 1] pixels); `standardize` subtracts the "
-        "per-feature mean and divides by the std, both fitted on the training split only; "
-        "`none` keeps raw values."), checks=(one_of("unit", "standardize", "none"),))
+        "`unit` divides by 255 (the tutorial's [0, 1] pixels; a warning says when the training "
+        "data's maximum is far from 255); `standardize` subtracts the per-feature mean and "
+        "divides by the std; `minmax` maps each feature's training range to [0, 1]; both "
+        "fitted on the training split only; `none` keeps raw values."),
+        checks=(one_of("unit", "standardize", "minmax", "none"),))
     flatten: bool = option(True, doc="Flatten each sample to one feature vector (28x28 -> 784).")
     one_hot: bool = option(True, doc="Encode labels as one-hot vectors (required by `mse.v1`).")
+    target_scale: str = option("standardize", doc=(
+        "Regression only: `standardize` trains on targets minus their mean over their std "
+        "(fitted on the training split, inverted at inference); `none` on the raw targets."),
+        checks=(one_of("standardize", "none"),))
 
 
 @attrs.frozen
