@@ -233,16 +233,9 @@ def evaluate_command(
         typer.echo(f"warning: {model_file}: the model's class names "
                    f"({printable(', '.join(model.classes))}) differ from the data's "
                    f"({printable(', '.join(raw.class_names))}); scoring by position", err=True)
-    folder = out or Path("runs") / f"{model_file.stem}-on-{label}"
-    if folder.exists() and not folder.is_dir():
-        _fail(f"error: {folder}: exists and is not a folder (choose another with --out)")
-    try:
-        result = evaluate_model_file(model, images, labels, raw.class_names, folder,
-                                     f"{model_file.name} on {label} ({split})")
-    except infer.InputError as error:
-        _fail(f"error: {model_file}: the {split} samples of {label} do not fit the model: {error}")
-    except OSError as error:
-        _fail(f"error: {folder}: cannot write the results: {error.strerror or error}")
+    folder, result = _score_into(
+        out, model_file, label, split,
+        lambda folder, title: evaluate_model_file(model, images, labels, raw.class_names, folder, title))
     metrics = result["test"]
     if as_json:
         typer.echo(json.dumps({k: metrics[k] for k in ("accuracy", "loss", "samples")}))
@@ -251,25 +244,34 @@ def evaluate_command(
                    f"log loss {metrics['loss']:.4f}; wrote {folder}")
 
 
+def _score_into(out: Path | None, model_file: Path, label: str, split: str, score):
+    """`(folder, score(folder, title))`: the evaluation written into `--out` (or
+    runs/<model>-on-<data>); samples that do not fit the model or a folder that
+    cannot be written end in a message."""
+    from mlpspec import infer
+
+    folder = out or Path("runs") / f"{model_file.stem}-on-{label}"
+    if folder.exists() and not folder.is_dir():
+        _fail(f"error: {folder}: exists and is not a folder (choose another with --out)")
+    try:
+        return folder, score(folder, f"{model_file.name} on {label} ({split})")
+    except infer.InputError as error:
+        _fail(f"error: {model_file}: the {split} samples of {label} do not fit the model: {error}")
+    except OSError as error:
+        _fail(f"error: {folder}: cannot write the results: {error.strerror or error}")
+
+
 def _evaluate_regression(model, model_file: Path, samples, targets, out: Path | None, label: str,
                          split: str, as_json: bool) -> None:
     """`evaluate` of a regression model: RMSE, MAE and R² per target, in their own units."""
-    from mlpspec import infer
     from mlpspec.evaluate import evaluate_regression_file
 
     if targets.shape[1] != model.outputs:
         _fail(f"error: {model_file}: the model predicts {model.outputs} targets and the data of "
               f"{label} has {targets.shape[1]}")
-    folder = out or Path("runs") / f"{model_file.stem}-on-{label}"
-    if folder.exists() and not folder.is_dir():
-        _fail(f"error: {folder}: exists and is not a folder (choose another with --out)")
-    try:
-        result = evaluate_regression_file(model, samples, targets, folder,
-                                          f"{model_file.name} on {label} ({split})")
-    except infer.InputError as error:
-        _fail(f"error: {model_file}: the {split} samples of {label} do not fit the model: {error}")
-    except OSError as error:
-        _fail(f"error: {folder}: cannot write the results: {error.strerror or error}")
+    folder, result = _score_into(
+        out, model_file, label, split,
+        lambda folder, title: evaluate_regression_file(model, samples, targets, folder, title))
     metrics = result["test"]
     if as_json:
         typer.echo(json.dumps({k: metrics[k] for k in ("rmse", "mae", "r2", "samples", "per_target")}))

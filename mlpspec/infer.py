@@ -926,13 +926,7 @@ class Model:
                                                           f"model, found {_show(self.output)}")
         self.classes: tuple[str, ...] = ()
         table = _field(document, "targets", "", dict)
-        names = _field(table, "names", "targets", list)
-        if len(names) != self.outputs:
-            raise ModelFormatError("targets.names", f"expected {self.outputs} names (the network's "
-                                                    f"outputs), found {len(names)}")
-        for i, name in enumerate(names):
-            if not isinstance(name, str):
-                raise ModelFormatError(f"targets.names[{i}]", f"expected a string, found {_show(name)}")
+        names = self._output_names(table, "names", "targets")
         scaling = _field(table, "scaling", "targets", dict)
         path = "targets.scaling"
         kind = _field(scaling, "kind", path, str)
@@ -950,14 +944,19 @@ class Model:
         self.target_scaling = {"kind": kind, **arrays}
 
     def _read_classes(self, document: dict) -> None:
-        names = _field(document, "classes", "", list)
+        self.classes: tuple[str, ...] = tuple(self._output_names(document, "classes", ""))
+
+    def _output_names(self, table: dict, key: str, path: str) -> list[str]:
+        """A list of one string per network output (class or target names)."""
+        names = _field(table, key, path, list)
+        where = _join(path, key)
         if len(names) != self.outputs:
-            raise ModelFormatError("classes", f"expected {self.outputs} names (the network's "
-                                              f"outputs), found {len(names)}")
+            raise ModelFormatError(where, f"expected {self.outputs} names (the network's "
+                                          f"outputs), found {len(names)}")
         for i, name in enumerate(names):
             if not isinstance(name, str):
-                raise ModelFormatError(f"classes[{i}]", f"expected a string, found {_show(name)}")
-        self.classes: tuple[str, ...] = tuple(names)
+                raise ModelFormatError(f"{where}[{i}]", f"expected a string, found {_show(name)}")
+        return names
 
     # -- inference
     #

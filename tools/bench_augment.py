@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import attrs
-import numpy as np
 
 from mlpspec import rng
 from mlpspec.data.augment import Augmenter

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import math
 import zipfile
 from pathlib import Path
