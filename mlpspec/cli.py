@@ -94,8 +94,10 @@ def run(
         progress = PlainProgress()
     cache = _cache(cache_dir)
     pipeline = Pipeline(loaded, spec.parent, cache, progress, force=force)
+    if out is None:
+        out = _default_run_folder(spec, loaded, set_)
     try:
-        result = pipeline.run(out or Path("runs") / loaded.name)
+        result = pipeline.run(out)
     except OSError as error:
         if error.filename is not None:
             raise  # user_errors names the path
@@ -107,6 +109,32 @@ def run(
         typer.echo(json.dumps(_summary(result), allow_nan=False))
     elif not quiet:
         typer.echo(_stage_table(result))
+
+
+def _default_run_folder(spec_file: Path, loaded, overrides: list[str] | None) -> Path:
+    """`runs/<name>`; when --set changes the spec, `runs/<name>-<spec hash>` (said on stderr).
+
+    So a variant never replaces the run folder of the spec as written, and
+    two different variants never replace each other's.
+    """
+    from mlpspec.errors import MlpspecError
+    from mlpspec.runs import spec_hash
+    from mlpspec.spec import render_spec
+
+    folder = Path("runs") / loaded.name
+    if not overrides:
+        return folder
+    text = render_spec(loaded)
+    try:
+        changed = render_spec(_load(spec_file, None)) != text
+    except MlpspecError:  # the file alone is invalid: the overrides made it a different spec
+        changed = True
+    if not changed:
+        return folder
+    variant = folder.with_name(f"{loaded.name}-{spec_hash(text)}")
+    typer.echo(f"note: --set changes the spec, so the run folder is {variant} "
+               f"({folder} stays the spec as written; --out chooses another)", err=True)
+    return variant
 
 
 def _summary(result) -> dict:
@@ -341,4 +369,7 @@ def _format_info(info: dict) -> str:
     return "\n".join(lines)
 
 
+from mlpspec import cli_sweep  # noqa: E402 (the sweep and runs commands register on `app`)
+
+cli_sweep.register(app)
 cli_model.register(app)
