@@ -90,8 +90,8 @@ def sweep(
         typer.echo(format_leaderboard(outcome.standings, definition.rank_by, definition.swept_keys))
         counts = outcome.counts
         typer.echo(f"{counts['done']} trials: {counts['ran']} trained, {counts['cached']} cached, "
-                   f"{counts['failed']} failed, in {outcome.seconds:.1f} s; results in {folder} "
-                   f"(best variant: {folder / 'best.toml'})")
+                   f"{counts['failed']} failed, in {outcome.seconds:.1f} s; results in {folder}"
+                   + (f" (best variant: {folder / 'best.toml'})" if outcome.standings else ""))
     if outcome.counts["failed"]:
         failed = [r for r in outcome.rows if r["status"] == "failed"]
         for row in failed:

@@ -90,9 +90,10 @@ def run_sweep(plan: SweepPlan, engine, cache, out_dir: Path,
                     if outcome.get("artifacts") is not None:
                         store_artifacts(cache, trial.keys, outcome["artifacts"])
                     record(trial, outcome["status"], outcome)
-                _write(out_dir, plan, rows, sweep_info, keys)
-        except KeyboardInterrupt:
-            _write(out_dir, plan, rows, sweep_info, keys)
+                # Written after every trial (cheap): what finished is on disk if the driver dies.
+                _write(out_dir, plan, rows, sweep_info, keys, plots=False)
+        except (KeyboardInterrupt, RunInterrupted):
+            _write(out_dir, plan, rows, sweep_info, keys, plots=False)
             raise RunInterrupted(
                 f"interrupted: {counts['done']} of {len(plan.trials)} trials finished and are kept "
                 f"(in the cache and {out_dir}); run the same command again to resume") from None
@@ -160,11 +161,12 @@ def _progress_line(plan: SweepPlan, rows: dict[int, dict], counts: dict[str, int
     return line
 
 
-def _write(out_dir: Path, plan: SweepPlan, rows: dict[int, dict], sweep_info: dict, keys: list[str]):
+def _write(out_dir: Path, plan: SweepPlan, rows: dict[int, dict], sweep_info: dict, keys: list[str],
+           plots: bool = True):
     ordered = [rows[i] for i in sorted(rows)]
     standings = results_mod.leaderboard(ordered, plan.definition.rank_by)
     results_mod.write_results(out_dir, ordered, standings, sweep=sweep_info, keys=keys,
-                              rank_by=plan.definition.rank_by)
+                              rank_by=plan.definition.rank_by, plots=plots)
     if standings:
         _write_best(out_dir, plan, standings[0])
     return standings
@@ -181,5 +183,9 @@ def _write_best(out_dir: Path, plan: SweepPlan, best: results_mod.Standing) -> N
         moved = results_mod.relative_data_paths(plan.base_dir, out_dir, spec.data.source.files())
         spec = load_spec(plan.definition.spec_path, trial.overrides + tuple(moved))
     header = (f"# The best variant of sweep {plan.definition.name!r} (rank {best.rank} by validation "
-              f"{plan.definition.rank_by}), resolved.\n# Run it with: mlpspec run {out_dir / 'best.toml'}\n")
+              f"{plan.definition.rank_by}), resolved.\n"
+              f"# Its trials ran with BLAS pinned to {plan.threads} thread(s), which the train cache key "
+              f"covers; to reuse the cached model run it the same way:\n"
+              f"#   OMP_NUM_THREADS={plan.threads} OPENBLAS_NUM_THREADS={plan.threads} "
+              f"MKL_NUM_THREADS={plan.threads} mlpspec run {out_dir / 'best.toml'}\n")
     atomic.write_text(out_dir / "best.toml", header + render_spec(spec))

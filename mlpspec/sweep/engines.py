@@ -141,7 +141,7 @@ class DaskCluster:
                 future = self.client.submit(run_trial, payload, pure=False,
                                             key=f"mlpspec-trial-{payload['label']}-{os.getpid()}-{index}")
                 futures[future] = index
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=self.client.loop):
                 try:
                     outcome = future.result()
                 except Exception as error:  # noqa: BLE001 - e.g. KilledWorker after retries

@@ -96,8 +96,9 @@ def format_leaderboard(standings: Sequence[Standing], rank_by: str, keys: Sequen
 
 
 def write_results(folder: Path, rows: Sequence[Mapping[str, Any]], standings: Sequence[Standing],
-                  *, sweep: Mapping[str, Any], keys: Sequence[str], rank_by: str) -> None:
-    """results.csv, results.json, leaderboard.txt and the plots, each replaced atomically."""
+                  *, sweep: Mapping[str, Any], keys: Sequence[str], rank_by: str,
+                  plots: bool = True) -> None:
+    """results.csv, results.json, leaderboard.txt and (with `plots`) the plots, each replaced whole."""
     folder.mkdir(parents=True, exist_ok=True)
     columns = ["trial", "variant", *keys, "seed", "status", *METRIC_COLUMNS, "train_seconds",
                "cache_key", "run_folder", "worker", "error"]
@@ -112,7 +113,8 @@ def write_results(folder: Path, rows: Sequence[Mapping[str, Any]], standings: Se
                 "leaderboard": [{**attrs.asdict(s), "values": dict(s.values)} for s in standings]}
     atomic.write_text(folder / "results.json", json.dumps(jsonable(document), indent=1))
     atomic.write_text(folder / "leaderboard.txt", format_leaderboard(standings, rank_by, keys) + "\n")
-    _plots(folder / "plots", rows, keys, rank_by)
+    if plots:
+        _plots(folder / "plots", rows, keys, rank_by)
 
 
 def _flat(row: Mapping[str, Any]) -> dict[str, Any]:

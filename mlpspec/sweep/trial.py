@@ -76,8 +76,12 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one trial (see the module docstring); never raises for a user error."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
     label = payload["label"]
+    from mlpspec.errors import RunInterrupted
+
     try:
         return {"label": label, "worker": worker, **_run(payload)}
+    except RunInterrupted:
+        raise  # Ctrl-C in this process (`--jobs 1`): the driver stops the sweep
     except Exception as error:  # noqa: BLE001 - reported to the driver as a failed trial
         from mlpspec.errors import MlpspecError
 
@@ -122,6 +126,7 @@ def _place_files(scratch: Path, files: dict[str, bytes]) -> Path:
     depth = max((PurePosixPath(Path(name).as_posix()).parts.count("..") for name in files),
                 default=0)
     base = scratch.joinpath("base", *(["d"] * depth))
+    base.mkdir(parents=True)  # `d/../x` needs `d` to exist
     for name, blob in files.items():
         target = (base / name).resolve()
         target.parent.mkdir(parents=True, exist_ok=True)
