@@ -112,10 +112,11 @@ def run(
 
 
 def _default_run_folder(spec_file: Path, loaded, overrides: list[str] | None) -> Path:
-    """`runs/<name>`; when --set changes the spec, `runs/<name>-<spec hash>` (said on stderr).
+    """`runs/<name>`; when --set changes the spec but not its name, `runs/<name>-<spec hash>`.
 
-    So a variant never replaces the run folder of the spec as written, and
-    two different variants never replace each other's.
+    So a variant never replaces the run folder of the spec as written, two
+    different variants never replace each other's, and the same variant run
+    again replaces its own. The folder chosen is said on stderr.
     """
     from mlpspec.errors import MlpspecError
     from mlpspec.runs import spec_hash
@@ -126,11 +127,11 @@ def _default_run_folder(spec_file: Path, loaded, overrides: list[str] | None) ->
         return folder
     text = render_spec(loaded)
     try:
-        changed = render_spec(_load(spec_file, None)) != text
+        plain = _load(spec_file, None)
     except MlpspecError:  # the file alone is invalid: the overrides made it a different spec
-        changed = True
-    if not changed:
-        return folder
+        plain = None
+    if plain is not None and (render_spec(plain) == text or plain.name != loaded.name):
+        return folder  # the spec as written, or a variant the user named with --set name=...
     variant = folder.with_name(f"{loaded.name}-{spec_hash(text)}")
     typer.echo(f"note: --set changes the spec, so the run folder is {variant} "
                f"({folder} stays the spec as written; --out chooses another)", err=True)

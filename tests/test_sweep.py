@@ -270,3 +270,39 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried(project, tmp_path_facto
     table = rows(project / "sweeps" / "s")
     assert [r["status"] for r in table] == ["ran", "ran"]
     assert all(int(r["worker"].split(":")[1]) != killed for r in table)
+
+
+def test_run_with_set_keeps_the_run_folder_of_the_spec_as_written(project):
+    plain = invoke("run", "specs/blobs.toml", "-q", "--cache-dir", "cache")
+    assert plain.exit_code == 0, plain.output
+    written = (project / "runs" / "blobs" / "model.mlpm").read_bytes()
+    variant = invoke("run", "specs/blobs.toml", "--cache-dir", "cache", "--set", "train.epochs=2")
+    assert variant.exit_code == 0, variant.output
+    folders = sorted(p.name for p in (project / "runs").iterdir())
+    assert len(folders) == 2 and folders[0] == "blobs" and folders[1].startswith("blobs-")
+    assert f"note: --set changes the spec, so the run folder is runs/{folders[1]}" in variant.output
+    assert (project / "runs" / "blobs" / "model.mlpm").read_bytes() == written
+    assert "epochs = 2" in (project / "runs" / folders[1] / "spec.resolved.toml").read_text()
+    # An override that changes nothing, or names the run, picks the folder by name as before.
+    same = invoke("run", "specs/blobs.toml", "-q", "--cache-dir", "cache", "--set", "train.epochs=3")
+    assert same.exit_code == 0 and "note:" not in same.output
+    assert sorted(p.name for p in (project / "runs").iterdir()) == folders
+
+    listing = invoke("runs", "ls", "--json")
+    assert listing.exit_code == 0, listing.output
+    infos = {Path(i["folder"]).name: i for i in json.loads(listing.output)}
+    assert set(infos) == set(folders)
+    assert infos["blobs"]["spec_hash"] != infos[folders[1]]["spec_hash"]
+    assert infos["blobs"]["validation_accuracy"] == pytest.approx(json.loads(
+        (project / "runs" / "blobs" / "metrics.json").read_text())["validation"]["accuracy"])
+    table = invoke("runs", "ls")
+    assert "blobs" in table.output and infos["blobs"]["spec_hash"] in table.output
+
+    compare = invoke("runs", "compare", "runs/blobs", f"runs/{folders[1]}")
+    assert compare.exit_code == 0, compare.output
+    differing = [line.split()[0] for line in compare.output.splitlines()[1:] if line.strip()]
+    assert differing[0] == "train.epochs" and "validation_accuracy" in differing
+    assert [line.split() for line in compare.output.splitlines() if line.startswith("train.epochs")] \
+        == [["train.epochs", "3", "2"]]
+    missing = invoke("runs", "compare", "runs/blobs", "runs/nope")
+    assert missing.exit_code == 2 and "runs/nope: not an mlpspec run folder" in missing.output
