@@ -306,3 +306,31 @@ def test_run_with_set_keeps_the_run_folder_of_the_spec_as_written(project):
         == [["train.epochs", "3", "2"]]
     missing = invoke("runs", "compare", "runs/blobs", "runs/nope")
     assert missing.exit_code == 2 and "runs/nope: not an mlpspec run folder" in missing.output
+
+
+def test_a_local_worker_killed_mid_trial_has_its_trial_retried(project):
+    command = [str(Path(sys.executable).parent / "mlpspec"), "sweep", "specs/sweep.toml", "--jobs", "2",
+               "--out", "sweeps/s", "--cache-dir", "cache", "--set", "train.epochs=40", "--seeds", "0"]
+    process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 120
+    while True:  # kill a pool worker about a second after it started: while it imports or trains
+        assert process.poll() is None and time.monotonic() < deadline
+        workers = [pid for pid in _children(process.pid)
+                   if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        if workers and (project / "cache" / "preprocess").is_dir():
+            time.sleep(1.0)
+            os.kill(workers[0], signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err
+    assert "a local worker process died; retried in a fresh pool" in err
+    assert [r["status"] for r in rows(project / "sweeps" / "s")] == ["ran", "ran"]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found

@@ -97,6 +97,8 @@ def run_sweep(plan: SweepPlan, engine, cache, out_dir: Path,
             raise RunInterrupted(
                 f"interrupted: {counts['done']} of {len(plan.trials)} trials finished and are kept "
                 f"(in the cache and {out_dir}); run the same command again to resume") from None
+    if getattr(engine, "retried", None):
+        say(f"a local worker process died; retried in a fresh pool: {', '.join(engine.retried)}")
     standings = _write(out_dir, plan, rows, sweep_info, keys)
     return SweepOutcome([rows[i] for i in sorted(rows)], standings, out_dir, counts,
                         time.perf_counter() - started)
