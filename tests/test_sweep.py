@@ -198,8 +198,12 @@ def test_jobs_2_gives_the_same_results_and_model_bytes_as_one_process(project):
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_ctrl_c_keeps_finished_trials_and_the_same_command_resumes(project, jobs):
+    interrupt_and_resume(project, ["--jobs", jobs])
+
+
+def interrupt_and_resume(project: Path, engine: list[str]) -> None:
     command = [str(Path(sys.executable).parent / "mlpspec"), "sweep", "specs/sweep.toml",
-               "--out", "sweeps/s", "--cache-dir", "cache", "--set", "train.epochs=40", "--jobs", jobs]
+               "--out", "sweeps/s", "--cache-dir", "cache", "--set", "train.epochs=40", *engine]
     process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     results = project / "sweeps" / "s" / "results.csv"
@@ -243,6 +247,10 @@ def test_dask_cluster_gives_the_same_leaderboard_and_bytes_as_local_jobs(project
     assert {r["worker"].split(":")[0] for r in rows(project / "remote")}
     rerun = sweep("--scheduler", cluster.address, out="remote", cache="cache-remote")
     assert "0 trained, 4 cached" in rerun.output
+
+
+def test_ctrl_c_on_a_dask_driver_keeps_finished_trials_and_resumes(project, cluster):
+    interrupt_and_resume(project, ["--scheduler", cluster.address])
 
 
 def test_a_worker_killed_mid_trial_has_its_trial_retried(project, tmp_path_factory):

@@ -112,9 +112,6 @@ class Trial:
         """A stable, readable name: the run folder's."""
         return f"{self.variant:03d}-seed{self.seed}"
 
-    def describe(self) -> str:
-        return " ".join(f"{_short(k)}={_show(v)}" for k, v in self.values.items())
-
 
 @attrs.frozen
 class SweepPlan:
