@@ -30,16 +30,16 @@ def sweep(
     trials: Annotated[int, typer.Option("--trials", min=0, help="Random draws (with random axes).")] = 0,
     sample_seed: Annotated[int, typer.Option("--sample-seed", min=0, help="Seed of the random draws.")] = 0,
     seeds: Annotated[Optional[str], typer.Option("--seeds", metavar="S1,S2,...", help=(
-        "Train each variant once per seed [default: the spec's seed].")) ] = None,
+        "Train each variant once per seed (default: the spec's seed).")) ] = None,
     rank_by: Annotated[str, typer.Option("--rank-by", help="Validation metric: accuracy or loss.")] = "accuracy",
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Local worker processes.")] = 1,
     threads: Annotated[int, typer.Option("--threads", min=1, help=(
         "BLAS threads per trial (part of the train cache key); jobs x threads should not exceed the cores."))] = 1,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", metavar="tcp://HOST:PORT", help=(
-        "Run the trials on this Dask cluster (needs mlpspec[cluster]).")) ] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Sweep folder [default: sweeps/<name>].")] = None,
+        "Run the trials on this Dask cluster (needs the `cluster` extra).")) ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Sweep folder (default: sweeps/<name>).")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help=(
-        "Cache folder [default: $MLPSPEC_CACHE or .mlpspec/cache].")) ] = None,
+        "Cache folder (default: $MLPSPEC_CACHE or .mlpspec/cache).")) ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the leaderboard as JSON.")] = False,
 ) -> None:
