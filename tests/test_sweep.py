@@ -342,3 +342,13 @@ def _children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(c) for c in (task / "children").read_text().split()]
     return found
+
+
+def test_the_shipped_mnist_sweep_plans_twelve_valid_trials():
+    from mlpspec.sweep.plan import plan_sweep, read_sweep_file
+
+    path = Path(__file__).resolve().parents[1] / "specs" / "sweeps" / "mnist-lr-width.toml"
+    plan = plan_sweep(read_sweep_file(path))
+    assert len(plan.trials) == 12
+    assert len({t.keys["train"] for t in plan.trials}) == 12
+    assert len({t.keys["preprocess"] for t in plan.trials}) == 2  # one data preparation per seed

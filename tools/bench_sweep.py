@@ -1,6 +1,6 @@
 """Wall time of one sweep run three ways: sequentially, with `--jobs 2`, on a local Dask cluster.
 
-    python tools/bench_sweep.py [--sweep specs/mnist-sweep.sweep.toml] [--workers 2]
+    python tools/bench_sweep.py [--sweep specs/sweeps/mnist-lr-width.toml] [--workers 2]
 
 Each way starts from an empty cache (and, for Dask, empty worker caches), so
 each pays for loading and preparing the data once per seed, as a first sweep
@@ -103,7 +103,7 @@ def models(folder: Path) -> dict[str, bytes]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sweep", type=Path, default=REPO / "specs" / "mnist-sweep.sweep.toml")
+    parser.add_argument("--sweep", type=Path, default=REPO / "specs" / "sweeps" / "mnist-lr-width.toml")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     os.environ.setdefault("MLPSPEC_MIRRORS", str(REPO.parent / "shared" / "data" / "mnist"))
