@@ -1,14 +1,17 @@
-"""Wall time of one sweep run three ways: sequentially, with `--jobs 2`, on a local Dask cluster.
+"""Wall time of one sweep run sequentially, with `--jobs 2`, and on a local Dask cluster.
 
     python tools/bench_sweep.py [--sweep specs/sweeps/mnist-lr-width.toml] [--workers 2]
 
 Each way starts from an empty cache (and, for Dask, empty worker caches), so
 each pays for loading and preparing the data once per seed, as a first sweep
-does. The three ways:
+does. The ways:
 
 - sequential: `mlpspec sweep --jobs 1 --threads W`, one trial after another
   with BLAS using all W cores, which is what a shell loop of `mlpspec run`
   does;
+- sequential with one BLAS thread (`--threads 1`), the same trials and
+  weights as the two below, which isolates what running trials side by
+  side gains;
 - `--jobs W --threads 1`: W local worker processes, one BLAS thread each;
 - Dask: `dask scheduler` and W `dask worker --nthreads 1` processes on
   127.0.0.1, each with its own worker cache (nothing shared with the driver
@@ -113,6 +116,8 @@ def main() -> None:
         seconds = {}
         seconds["sequential"] = timed_sweep(args.sweep, root / "seq", "--jobs", "1", "--threads", str(w))
         print(f"sequential (1 process, {w} BLAS threads): {seconds['sequential']:.1f} s", flush=True)
+        seconds["sequential_1"] = timed_sweep(args.sweep, root / "seq1", "--jobs", "1", "--threads", "1")
+        print(f"sequential (1 process, 1 BLAS thread):  {seconds['sequential_1']:.1f} s", flush=True)
         seconds["jobs"] = timed_sweep(args.sweep, root / "jobs", "--jobs", str(w), "--threads", "1")
         print(f"--jobs {w} (1 BLAS thread each):         {seconds['jobs']:.1f} s", flush=True)
         address, processes = start_cluster(root / "dask", w)
@@ -125,14 +130,18 @@ def main() -> None:
         same_board = ((root / "jobs" / "out" / "leaderboard.txt").read_text()
                       == (root / "dask" / "out" / "leaderboard.txt").read_text())
         same_bytes = models(root / "jobs") == models(root / "dask")
-    print(f"speedup over sequential: --jobs {w} x{seconds['sequential'] / seconds['jobs']:.2f}, "
-          f"Dask x{seconds['sequential'] / seconds['dask']:.2f}; --jobs and Dask give the same "
+    print(f"speedup over sequential ({w} BLAS threads): --jobs {w} x{seconds['sequential'] / seconds['jobs']:.2f}, "
+          f"Dask x{seconds['sequential'] / seconds['dask']:.2f}; over sequential with 1 BLAS thread: "
+          f"--jobs {w} x{seconds['sequential_1'] / seconds['jobs']:.2f}, "
+          f"Dask x{seconds['sequential_1'] / seconds['dask']:.2f}; --jobs and Dask give the same "
           f"leaderboard: {same_board}, the same model bytes for all {trials} trials: {same_bytes}")
     print(json.dumps({"sweep": str(args.sweep), "trials": trials, "workers": w,
                       "sequential_s": round(seconds["sequential"], 2),
+                      "sequential_1_thread_s": round(seconds["sequential_1"], 2),
                       "jobs_s": round(seconds["jobs"], 2), "dask_s": round(seconds["dask"], 2),
                       "speedup_jobs": round(seconds["sequential"] / seconds["jobs"], 3),
                       "speedup_dask": round(seconds["sequential"] / seconds["dask"], 3),
+                      "speedup_jobs_vs_1_thread": round(seconds["sequential_1"] / seconds["jobs"], 3),
                       "same_leaderboard": same_board, "same_model_bytes": same_bytes}))
 
 
