@@ -24,7 +24,6 @@ import signal
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
 
 from mlpspec.errors import MlpspecError
 from mlpspec.sweep.trial import pin_threads, run_trial

@@ -27,6 +27,7 @@ import attrs
 
 from mlpspec import atomic
 from mlpspec.files import jsonable
+from mlpspec.spec.toml_writer import value_text
 
 METRIC_COLUMNS = ("validation_accuracy", "validation_loss", "test_accuracy", "test_loss")
 
@@ -168,5 +169,5 @@ def relative_data_paths(spec_dir: Path, out_dir: Path, files: Mapping[str, str])
     for key, name in files.items():
         if not Path(name).is_absolute():
             moved = os.path.relpath((spec_dir / name).resolve(), out_dir.resolve())
-            overrides.append(f'data.{key}="{Path(moved).as_posix()}"')
+            overrides.append(f"data.{key}={value_text(Path(moved).as_posix())}")
     return overrides
