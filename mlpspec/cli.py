@@ -119,8 +119,10 @@ def run(
         progress = PlainProgress()
     cache = _cache(cache_dir)
     pipeline = Pipeline(loaded, spec.parent, cache, progress, force=force)
+    if out is None:
+        out = _default_run_folder(spec, loaded, set_)
     try:
-        result = pipeline.run(out or Path("runs") / loaded.name)
+        result = pipeline.run(out)
     except OSError as error:
         if error.filename is not None:
             raise  # user_errors names the path
@@ -132,6 +134,33 @@ def run(
         typer.echo(json.dumps(_summary(result), allow_nan=False))
     elif not quiet:
         typer.echo(_stage_table(result))
+
+
+def _default_run_folder(spec_file: Path, loaded, overrides: list[str] | None) -> Path:
+    """`runs/<name>`; when --set changes the spec but not its name, `runs/<name>-<spec hash>`.
+
+    So a variant never replaces the run folder of the spec as written, two
+    different variants never replace each other's, and the same variant run
+    again replaces its own. The folder chosen is said on stderr.
+    """
+    from mlpspec.errors import MlpspecError
+    from mlpspec.runs import spec_hash
+    from mlpspec.spec import render_spec
+
+    folder = Path("runs") / loaded.name
+    if not overrides:
+        return folder
+    text = render_spec(loaded)
+    try:
+        plain = _load(spec_file, None)
+    except MlpspecError:  # the file alone is invalid: the overrides made it a different spec
+        plain = None
+    if plain is not None and (render_spec(plain) == text or plain.name != loaded.name):
+        return folder  # the spec as written, or a variant the user named with --set name=...
+    variant = folder.with_name(f"{loaded.name}-{spec_hash(text)}")
+    typer.echo(f"note: --set changes the spec, so the run folder is {variant} "
+               f"({folder} stays the spec as written; --out chooses another)", err=True)
+    return variant
 
 
 def _summary(result) -> dict:
@@ -509,4 +538,7 @@ def _format_features(features: list[dict], limit: int = 30) -> list[str]:
     return lines
 
 
+from mlpspec import cli_sweep  # noqa: E402 (the sweep and runs commands register on `app`)
+
+cli_sweep.register(app)
 cli_model.register(app)

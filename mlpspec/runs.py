@@ -71,3 +71,79 @@ def write_run_folder(folder: Path, *, copies: Mapping[str, Path], texts: Mapping
         raise MlpspecError(f"--out {folder}: cannot write the run folder: "
                            f"{error.strerror or error}") from None
     return shown
+
+
+# ------------------------------------------------------------------ listing and comparing
+
+
+def spec_hash(spec_text: str) -> str:
+    """A short name for a resolved spec: the first 10 hex digits of its sha256."""
+    import hashlib
+
+    return hashlib.sha256(spec_text.encode()).hexdigest()[:10]
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run folders under `root` (any depth: sweeps keep theirs in `<sweep>/runs/`), sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MlpspecError(f"{root}: no such folder")
+    return sorted(marker.parent for marker in root.rglob(RUN_MARKER) if marker.is_file())
+
+
+def describe_run(folder: Path) -> dict:
+    """Name, date, headline metrics and spec hash of a run folder; missing parts are None."""
+    import json
+    import time
+
+    folder = Path(folder)
+    if not (folder / RUN_MARKER).is_file():
+        raise MlpspecError(f"{folder}: not an mlpspec run folder (no {RUN_MARKER} in it)")
+    info = {"folder": str(folder), "name": (folder / RUN_MARKER).read_text().strip(),
+            "date": time.strftime("%Y-%m-%d %H:%M", time.localtime((folder / RUN_MARKER).stat().st_mtime)),
+            "spec_hash": None, "validation_accuracy": None, "test_accuracy": None,
+            "train_seconds": None}
+    spec_file = folder / "spec.resolved.toml"
+    if spec_file.is_file():
+        info["spec_hash"] = spec_hash(spec_file.read_text())
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        metrics = {}
+    for split in ("validation", "test"):
+        info[f"{split}_accuracy"] = (metrics.get(split) or {}).get("accuracy")
+        info[f"{split}_loss"] = (metrics.get(split) or {}).get("loss")
+    info["train_seconds"] = metrics.get("train_seconds")
+    return info
+
+
+def flat_spec(folder: Path) -> dict[str, object]:
+    """The run's resolved spec as {dotted key: value} (`network.layers[0].units`)."""
+    import tomllib
+
+    path = Path(folder) / "spec.resolved.toml"
+    try:
+        table = tomllib.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise MlpspecError(f"{path}: cannot read the run's spec: {error}") from None
+    flat: dict[str, object] = {}
+
+    def walk(value, prefix):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{prefix}.{key}" if prefix else key)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value):
+                walk(item, f"{prefix}[{i}]")
+        else:
+            flat[prefix] = value
+
+    walk(table, "")
+    return flat
+
+
+def spec_differences(a: Path, b: Path) -> list[tuple[str, object, object]]:
+    """(key, value in a, value in b) for every spec key that differs; absent is None."""
+    left, right = flat_spec(a), flat_spec(b)
+    keys = sorted(set(left) | set(right))
+    return [(k, left.get(k), right.get(k)) for k in keys if left.get(k) != right.get(k)]

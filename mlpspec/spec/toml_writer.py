@@ -35,6 +35,11 @@ def _emit(table: dict[str, Any], path: list[str], lines: list[str]) -> None:
                 _emit(item, path + [key], lines)
 
 
+def value_text(value: Any) -> str:
+    """One value (string, number, boolean, array) as TOML text, e.g. for `--set KEY=VALUE`."""
+    return _value(value)
+
+
 def _is_table_array(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
