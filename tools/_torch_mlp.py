@@ -68,7 +68,8 @@ def run_torch(data: dict[str, np.ndarray], sizes: list[int], epochs: int, batch_
     return {"s_per_epoch": statistics.median(seconds), "epoch_seconds": seconds,
             "train_loss": train_loss,
             "test_accuracy": float(np.mean(predicted == data["y_test"])),
-            "threads": torch.get_num_threads(), "version": torch.__version__}
+            "threads": torch.get_num_threads(), "version": torch.__version__,
+            "numpy": np.__version__, "pools": _pools()}
 
 
 def run_sklearn(data: dict[str, np.ndarray], sizes: list[int], epochs: int, batch_size: int,
@@ -90,6 +91,17 @@ def run_sklearn(data: dict[str, np.ndarray], sizes: list[int], epochs: int, batc
             "test_accuracy": float(classifier.score(data["x_test"], data["y_test"])),
             "dtype": str(classifier.coefs_[0].dtype), "threads": _blas_threads(),
             "version": sklearn.__version__}
+
+
+def _pools() -> list[dict]:
+    """torch's (and NumPy's) BLAS and OpenMP pools as threadpoolctl reports them."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("user_api", "internal_api", "version", "architecture", "threading_layer", "num_threads",
+            "prefix")
+    return [{key: info.get(key) for key in keys} for info in threadpool_info()]
 
 
 def _blas_threads() -> int | None:
