@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 
-THREADS = 2  # the benchmark machine's cores
 
 
 def load(data_dir: Path) -> dict[str, np.ndarray]:
@@ -121,9 +120,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, the cores)")
     parser.add_argument("--sklearn", action="store_true", help="also time MLPClassifier")
     args = parser.parse_args()
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     data = load(args.data_dir)
     sizes = [int(units) for units in args.arch.split("-")]
     recipe = (sizes, args.epochs, args.batch_size, args.lr, args.momentum)

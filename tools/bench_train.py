@@ -151,27 +151,32 @@ def gemm_peak(seconds: float = 3.0, size: int = 2048) -> float:
 # ------------------------------------------------------------------ the workers
 
 
-def worker_mlpspec(data_dir: Path, arch: str, epochs: int) -> dict:
+def worker_mlpspec(data_dir: Path, arch: str, epochs: int, threads: int) -> dict:
     """One mlpspec run (in its own process): `fit` as a user calls it, then the test accuracy."""
+    from threadpoolctl import threadpool_limits
+
     from mlpspec.data.prepare import Prepared
     from mlpspec.train import build_loss, evaluate_split, fit
 
     spec = bench_spec(arch, epochs)
     data = Prepared.load(data_dir)
-    result = fit(spec, data)
+    with threadpool_limits(threads, user_api="blas"):
+        pools = blas_pools()
+        result = fit(spec, data)
     seconds = [record.seconds for record in result.history]
     _, accuracy = evaluate_split(result.network, build_loss(spec), data.x_test, data.y_test)
     return {"s_per_epoch": statistics.median(seconds), "epoch_seconds": seconds,
             "train_loss": result.history[-1].train_loss, "test_accuracy": accuracy,
-            "pools": blas_pools(), "numpy": np.__version__}
+            "pools": pools, "numpy": np.__version__}
 
 
-def run_side(side: str, python: str, data_dir: Path, arch: str, epochs: int) -> dict:
+def run_side(side: str, python: str, data_dir: Path, arch: str, epochs: int, threads: int) -> dict:
     if side == "mlpspec":
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(data_dir),
-                   "--arch", arch, "--epochs", str(epochs)]
+                   "--arch", arch, "--epochs", str(epochs), "--threads", str(threads)]
     else:
         command = [python, str(TOOLS / "_torch_mlp.py"), str(data_dir), arch, "--epochs", str(epochs),
+                   "--threads", str(threads),
                    "--batch-size", str(BATCH_SIZE), "--lr", str(LEARNING_RATE),
                    "--momentum", str(MOMENTUM)]
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
@@ -245,13 +250,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side (default 3)")
     parser.add_argument("--arch", action="append", help=f"architecture (repeatable; default {', '.join(ARCHS)})")
     parser.add_argument("--torch-python", help="python with torch and threadpoolctl")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="BLAS threads of mlpspec and torch threads (default 2, the cores)")
     parser.add_argument("--worker", type=Path, metavar="DATA_DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.epochs < 1 or args.rounds < 1:
         parser.error("--epochs and --rounds: expected positive integers")
     archs = args.arch or list(ARCHS)
     if args.worker is not None:
-        print(json.dumps(worker_mlpspec(args.worker, archs[0], args.epochs)))
+        print(json.dumps(worker_mlpspec(args.worker, archs[0], args.epochs, args.threads)))
         return
     os.environ.setdefault("MLPSPEC_MIRRORS", str(REPO.parent / "shared" / "data" / "mnist"))
     python = torch_python(args.torch_python)
@@ -268,7 +275,8 @@ def main() -> None:
                 order = ("mlpspec", "torch") if round_ % 2 == 0 else ("torch", "mlpspec")
                 for side in order:
                     print(f"{arch} round {round_ + 1}/{args.rounds}: {side} ...", file=sys.stderr)
-                    results[arch][side].append(run_side(side, python, data_dir, arch, args.epochs))
+                    results[arch][side].append(run_side(side, python, data_dir, arch, args.epochs,
+                                                        args.threads))
         peaks.append(gemm_peak())
     peak = max(peaks)
     load_after = os.getloadavg()[0]
@@ -288,6 +296,7 @@ def main() -> None:
     print(f"target: ratio median <= {TARGET_RATIO} and accuracy gap <= {TARGET_ACCURACY_GAP:.1%} "
           f"for every network; met: {met}")
     print(json.dumps({"epochs": args.epochs, "rounds": args.rounds, "batch_size": BATCH_SIZE,
+                      "threads": args.threads,
                       "gemm_peak_flops": [round(p) for p in peaks], "results": rows, "met": met,
                       "environment": environment, "load_before": round(load_before, 2),
                       "load_after": round(load_after, 2)}))
