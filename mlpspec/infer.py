@@ -377,20 +377,43 @@ _GELU_A = 0.044715
 Op = Callable[[np.ndarray], np.ndarray]
 
 
-# For a few samples OpenBLAS's threaded gemm/gemv can stall for a whole scheduler
-# time slice on a busy machine; np.vecmat (NumPy >= 2.2) runs single-threaded dots.
+# For a few samples the product is a matrix-vector one per sample, bound by reading W.
+# Measured on the 2-core EPYC (784x1024 float32, one sample, median): x @ W as
+# np.vecmat or np.matmul 37-38 us, np.matvec(W.T, x) on a C-contiguous W.T 23-24 us
+# (each output is one contiguous dot product; 2 samples 46 vs 75 us, 4: 90 vs 139 us).
+# So for a large W the small path keeps W.T, made on the first small call (not at
+# load: copying W takes milliseconds), and uses np.matvec. The two sum in different
+# orders, so their outputs may differ in the last bits (relative ~1e-6 in float32);
+# small layers, where nothing is gained, keep np.vecmat. np.matvec needs NumPy >= 2.2.
 SMALL_BATCH = 4
+MATVEC_MIN_SIZE = 1 << 16  # elements of W from which W.T @ x pays
 _vecmat = getattr(np, "vecmat", np.matmul)
+_matvec = getattr(np, "matvec", None)
 
 
 def _dense_op(W: np.ndarray, b: np.ndarray, small: bool) -> Op:
-    product = _vecmat if small else np.matmul
+    if small and (_matvec is None or W.size < MATVEC_MIN_SIZE):
+        def dense_vecmat(X):
+            Y = _vecmat(X, W)
+            Y += b
+            return Y
+        return dense_vecmat
+    if not small:
+        def dense(X):
+            Y = np.matmul(X, W)
+            Y += b
+            return Y
+        return dense
 
-    def dense(X):
-        Y = product(X, W)
+    transposed: list[np.ndarray] = []  # W.T, C-contiguous, once needed
+
+    def dense_small(X):
+        if not transposed:
+            transposed.append(np.ascontiguousarray(W.T))
+        Y = _matvec(transposed[0], X)  # (n, units): row i is W.T @ X[i]
         Y += b
         return Y
-    return dense
+    return dense_small
 
 
 def _relu_op(in_place: bool) -> Op:

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 
-THREADS = 2  # the benchmark machine's cores
 
 
 def load(data_dir: Path) -> dict[str, np.ndarray]:
@@ -68,7 +67,8 @@ def run_torch(data: dict[str, np.ndarray], sizes: list[int], epochs: int, batch_
     return {"s_per_epoch": statistics.median(seconds), "epoch_seconds": seconds,
             "train_loss": train_loss,
             "test_accuracy": float(np.mean(predicted == data["y_test"])),
-            "threads": torch.get_num_threads(), "version": torch.__version__}
+            "threads": torch.get_num_threads(), "version": torch.__version__,
+            "numpy": np.__version__, "pools": _pools()}
 
 
 def run_sklearn(data: dict[str, np.ndarray], sizes: list[int], epochs: int, batch_size: int,
@@ -92,6 +92,17 @@ def run_sklearn(data: dict[str, np.ndarray], sizes: list[int], epochs: int, batc
             "version": sklearn.__version__}
 
 
+def _pools() -> list[dict]:
+    """torch's (and NumPy's) BLAS and OpenMP pools as threadpoolctl reports them."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("user_api", "internal_api", "version", "architecture", "threading_layer", "num_threads",
+            "prefix")
+    return [{key: info.get(key) for key in keys} for info in threadpool_info()]
+
+
 def _blas_threads() -> int | None:
     try:
         from threadpoolctl import threadpool_info
@@ -109,9 +120,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, the cores)")
     parser.add_argument("--sklearn", action="store_true", help="also time MLPClassifier")
     args = parser.parse_args()
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     data = load(args.data_dir)
     sizes = [int(units) for units in args.arch.split("-")]
     recipe = (sizes, args.epochs, args.batch_size, args.lr, args.momentum)

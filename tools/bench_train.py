@@ -1,23 +1,39 @@
-"""Training speed of mlpspec side by side with PyTorch CPU (and scikit-learn) on MNIST.
+"""Training speed of mlpspec against PyTorch CPU on MNIST, run alternately so noise shows.
 
-    python tools/bench_train.py [--epochs 3] [--arch 784-256-128-10]... \\
-        [--torch-python PATH] [--no-sklearn]
+    python tools/bench_train.py [--epochs 3] [--rounds 3] [--arch 784-256-128-10]... \\
+        [--torch-python PATH] [--threads 2]
 
-Trains each architecture (ReLU hidden layers) with one recipe in mlpspec and,
-in a subprocess, in PyTorch: full 60k training set scaled to [0, 1], float32,
-He-normal weights and zero biases, softmax cross-entropy, batch 128, SGD with
-momentum 0.9 (PyTorch convention) at a constant 0.05, reshuffled every epoch.
-Reports for each the median seconds per epoch, the ratio mlpspec / torch and
-the test accuracy on the full 10k test set. scikit-learn's MLPClassifier runs
-the same recipe on the smallest architecture (its own Glorot init; its time is
-the whole fit divided by the epochs). The last line printed is one JSON object.
+Both sides train each architecture (ReLU hidden layers) with one recipe: the
+full 60k training set scaled to [0, 1], float32, He-normal weights and zero
+biases, softmax cross-entropy, batch 128, SGD with momentum 0.9 (PyTorch's
+convention) at a constant 0.05, reshuffled every epoch; test accuracy on the
+full 10k test set.
 
-PyTorch is never a dependency of mlpspec: it lives in the interpreter given by
-`--torch-python`, by default a venv made (once) at
-`${TMPDIR:-/tmp}/mlpspec-bench-venv`. The data reaches it as `.npy` files.
-MNIST comes through mlpspec's loader; `MLPSPEC_MIRRORS` defaults to the local
-copy in `../shared/data/mnist`. Figures are wall-clock and noisy on a shared
-2-core machine: compare runs of one invocation, not across invocations.
+Why it can be trusted on a shared machine:
+
+- every run is its own subprocess (`--worker mlpspec`, or tools/_torch_mlp.py
+  in the torch interpreter), so neither side warms caches, thread pools or
+  the allocator for the other;
+- the sides alternate, `--rounds` times, in the order AB BA AB ... (so a
+  drift in the machine's load hits both sides alike), and each round's ratio
+  is paired (mlpspec / torch of the same round);
+- it reports medians with their spread (min-max over rounds) of s/epoch and of
+  the ratio, and the 1-minute load average before and after;
+- each side's s/epoch is also given as a fraction of the physical floor: the
+  epoch's GEMM FLOPs (forward; backward without the input gradient of the
+  first layer) divided by this machine's float32 GEMM peak, measured in the
+  same run (NumPy's BLAS, 2048^3 sgemm, the best over measurements at the
+  start, after every round and at the end);
+- the JSON (the last line printed) records both sides' BLAS/OpenMP pools
+  (threadpoolctl: library, version, kernel architecture, threads), versions
+  and the raw per-epoch times of every run.
+
+A run's s/epoch is the median of its epochs. PyTorch is never a dependency of
+mlpspec: it lives in the interpreter given by `--torch-python` (default:
+`$MLPSPEC_TORCH_PYTHON`, else `/tmp/peer/bin/python`, else a venv made once at
+`${TMPDIR:-/tmp}/mlpspec-bench-venv`) with torch, numpy and threadpoolctl.
+MNIST comes through mlpspec's loader (`MLPSPEC_MIRRORS` defaults to
+`../shared/data/mnist`) and reaches the workers as `.npy` files.
 """
 
 from __future__ import annotations
@@ -29,22 +45,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import attrs
 import numpy as np
 
-from mlpspec.data.prepare import load_raw, prepare
-from mlpspec.spec import parse_spec
-from mlpspec.train import build_loss, evaluate_split, fit
-
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = REPO / "tools"
 ARCHS = ("784-256-128-10", "784-512-256-10", "784-800-800-10")
-SKLEARN_ARCH = ARCHS[0]
-TARGETS = {"784-256-128-10": 1.0, "784-800-800-10": 1.0}  # largest acceptable ratio
+TARGET_RATIO = 0.8  # issue 12: mlpspec at least 1.25x faster than PyTorch
+TARGET_ACCURACY_GAP = 0.003  # and test accuracies within 0.3 pt
 BATCH_SIZE, LEARNING_RATE, MOMENTUM = 128, 0.05, 0.9
-TORCH_REQUIREMENTS = ("torch==2.13.0", "scikit-learn", "numpy")
+TORCH_REQUIREMENTS = ("torch==2.13.0", "numpy", "threadpoolctl")
+TRAIN_SAMPLES = 60_000
 
 SPEC = """
 spec_version = 1
@@ -69,9 +83,15 @@ optimizer = {{ type = "momentum.v1", learning_rate = {lr}, momentum = {momentum}
 """
 
 
+def sizes_of(arch: str) -> list[int]:
+    return [int(units) for units in arch.split("-")]
+
+
 def bench_spec(arch: str, epochs: int):
     """The benchmark recipe for `arch` ("784-256-128-10") as a validated mlpspec spec."""
-    sizes = [int(units) for units in arch.split("-")]
+    from mlpspec.spec import parse_spec
+
+    sizes = sizes_of(arch)
     layers = [f'{{ type = "dense.v1", units = {units}, init = "he_normal" }}, {{ type = "relu.v1" }}'
               for units in sizes[1:-1]]
     layers.append(f'{{ type = "dense.v1", units = {sizes[-1]}, init = "he_normal" }}')
@@ -82,6 +102,8 @@ def bench_spec(arch: str, epochs: int):
 
 def load_data(spec):
     """MNIST prepared as the spec says: 60k training rows, no validation split."""
+    from mlpspec.data.prepare import load_raw, prepare
+
     raw = load_raw(spec.data, REPO)
     # prepare() cannot flatten the empty validation split of take_from = "none"
     # (reshape(0, -1) is ambiguous), so the samples arrive flattened already.
@@ -91,33 +113,88 @@ def load_data(spec):
     return prepare(flat, data_spec, spec.seed, spec.train.precision)
 
 
-def run_mlpspec(spec, data) -> dict:
-    result = fit(spec, data)
+def epoch_gemm_flops(sizes: list[int], samples: int = TRAIN_SAMPLES) -> float:
+    """GEMM FLOPs of one epoch: per layer forward X@W and dW = X.T@dY, plus dX = dY@W.T
+    for every layer but the first (its input gradient is never needed)."""
+    flops = 0.0
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        products = 2 if i == 0 else 3
+        flops += products * 2.0 * samples * n_in * n_out
+    return flops
+
+
+def blas_pools() -> list[dict]:
+    """This process's BLAS and OpenMP pools as threadpoolctl reports them."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("user_api", "internal_api", "version", "architecture", "threading_layer", "num_threads",
+            "prefix")
+    return [{key: info.get(key) for key in keys} for info in threadpool_info()]
+
+
+def gemm_peak(seconds: float = 3.0, size: int = 2048) -> float:
+    """This machine's float32 GEMM rate in FLOP/s: the best of repeated size^3 sgemms in NumPy."""
+    rng = np.random.default_rng(0)
+    A = rng.random((size, size), dtype=np.float32)
+    B = rng.random((size, size), dtype=np.float32)
+    C = np.empty_like(A)
+    np.matmul(A, B, out=C)  # warm the pool and the pages
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        np.matmul(A, B, out=C)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best
+
+
+# ------------------------------------------------------------------ the workers
+
+
+def worker_mlpspec(data_dir: Path, arch: str, epochs: int, threads: int) -> dict:
+    """One mlpspec run (in its own process): `fit` as a user calls it, then the test accuracy."""
+    from threadpoolctl import threadpool_limits
+
+    from mlpspec.data.prepare import Prepared
+    from mlpspec.train import build_loss, evaluate_split, fit
+
+    spec = bench_spec(arch, epochs)
+    data = Prepared.load(data_dir)
+    with threadpool_limits(threads, user_api="blas"):
+        pools = blas_pools()
+        result = fit(spec, data)
     seconds = [record.seconds for record in result.history]
     _, accuracy = evaluate_split(result.network, build_loss(spec), data.x_test, data.y_test)
     return {"s_per_epoch": statistics.median(seconds), "epoch_seconds": seconds,
-            "test_accuracy": accuracy}
+            "train_loss": result.history[-1].train_loss, "test_accuracy": accuracy,
+            "pools": pools, "numpy": np.__version__}
 
 
-def run_peer(python: str, data_dir: Path, arch: str, epochs: int, with_sklearn: bool) -> dict:
-    command = [python, str(TOOLS / "_torch_mlp.py"), str(data_dir), arch, "--epochs", str(epochs),
-               "--batch-size", str(BATCH_SIZE), "--lr", str(LEARNING_RATE),
-               "--momentum", str(MOMENTUM)]
-    if with_sklearn:
-        command.append("--sklearn")
+def run_side(side: str, python: str, data_dir: Path, arch: str, epochs: int, threads: int) -> dict:
+    if side == "mlpspec":
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(data_dir),
+                   "--arch", arch, "--epochs", str(epochs), "--threads", str(threads)]
+    else:
+        command = [python, str(TOOLS / "_torch_mlp.py"), str(data_dir), arch, "--epochs", str(epochs),
+                   "--threads", str(threads),
+                   "--batch-size", str(BATCH_SIZE), "--lr", str(LEARNING_RATE),
+                   "--momentum", str(MOMENTUM)]
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return out if side == "mlpspec" else out["torch"]
 
 
 def torch_python(given: str | None) -> str:
-    """The interpreter that runs the peers: `given`, or the reusable bench venv."""
+    """The interpreter that runs the peer: `given`, `$MLPSPEC_TORCH_PYTHON`, /tmp/peer, or a venv."""
+    given = given or os.environ.get("MLPSPEC_TORCH_PYTHON")
     if given:
         return given
-    venv = Path(os.environ.get("TMPDIR", "/tmp")) / "mlpspec-bench-venv"
-    python = venv / "bin" / "python"
-    probe = [str(python), "-c", "import torch, sklearn"]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return str(python)
+    for venv in (Path("/tmp/peer"), Path(os.environ.get("TMPDIR", "/tmp")) / "mlpspec-bench-venv"):
+        python = venv / "bin" / "python"
+        probe = [str(python), "-c", "import torch, threadpoolctl"]
+        if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+            return str(python)
     print(f"creating {venv} with {' '.join(TORCH_REQUIREMENTS)} ...", file=sys.stderr)
     subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", *TORCH_REQUIREMENTS],
@@ -125,91 +202,109 @@ def torch_python(given: str | None) -> str:
     return str(python)
 
 
-def numpy_threads() -> dict:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return {"threads": os.cpu_count(), "source": "os.cpu_count (no threadpoolctl)"}
-    blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
-    return {"threads": max(blas, default=None), "source": "threadpoolctl"}
+# ------------------------------------------------------------------ the report
+
+
+def spread(values: list[float], digits: int = 3) -> dict:
+    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
+            "max": round(max(values), digits)}
+
+
+def summarise(arch: str, runs: dict[str, list[dict]], peak: float) -> dict:
+    ours, theirs = runs["mlpspec"], runs["torch"]
+    floor = epoch_gemm_flops(sizes_of(arch)) / peak
+    ratios = [a["s_per_epoch"] / b["s_per_epoch"] for a, b in zip(ours, theirs)]
+    row = {"arch": arch, "floor_s_per_epoch": round(floor, 3), "ratio": spread(ratios)}
+    for side, side_runs in runs.items():
+        seconds = [run["s_per_epoch"] for run in side_runs]
+        row[side] = {
+            "s_per_epoch": spread(seconds),
+            "floor_fraction": round(floor / statistics.median(seconds), 3),
+            "test_accuracy": spread([run["test_accuracy"] for run in side_runs], 4),
+            "epoch_seconds": [[round(s, 3) for s in run["epoch_seconds"]] for run in side_runs],
+        }
+    row["accuracy_gap"] = round(abs(row["mlpspec"]["test_accuracy"]["median"]
+                                    - row["torch"]["test_accuracy"]["median"]), 4)
+    row["met"] = (row["ratio"]["median"] <= TARGET_RATIO
+                  and row["accuracy_gap"] <= TARGET_ACCURACY_GAP)
+    return row
+
+
+def print_table(rows: list[dict], peak: float, epochs: int, rounds: int) -> None:
+    print(f"{epochs} epochs x {rounds} rounds (AB BA ...), batch {BATCH_SIZE}; s/epoch median "
+          f"[min-max] over rounds; float32 GEMM peak {peak / 1e9:.0f} GFLOP/s")
+    print(f"{'architecture':16} {'mlpspec s':>18} {'torch s':>18} {'ratio':>17} {'floor s':>7} "
+          f"{'floor% ml':>9} {'floor% pt':>9} {'acc ml':>7} {'acc pt':>7}")
+    for row in rows:
+        def cell(stats, width=18, fmt="{:.2f}"):
+            text = f"{fmt.format(stats['median'])} [{fmt.format(stats['min'])}-{fmt.format(stats['max'])}]"
+            return f"{text:>{width}}"
+        print(f"{row['arch']:16} {cell(row['mlpspec']['s_per_epoch'])} {cell(row['torch']['s_per_epoch'])} "
+              f"{cell(row['ratio'], 17)} {row['floor_s_per_epoch']:7.2f} "
+              f"{row['mlpspec']['floor_fraction']:9.0%} {row['torch']['floor_fraction']:9.0%} "
+              f"{row['mlpspec']['test_accuracy']['median']:7.2%} {row['torch']['test_accuracy']['median']:7.2%}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per run (default 3)")
-    parser.add_argument("--arch", action="append", choices=ARCHS,
-                        help="architecture to run (repeatable; default all)")
-    parser.add_argument("--torch-python", help="python with torch and scikit-learn "
-                        "(default: a venv in ${TMPDIR:-/tmp}/mlpspec-bench-venv)")
-    parser.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each side (default 3)")
+    parser.add_argument("--arch", action="append", help=f"architecture (repeatable; default {', '.join(ARCHS)})")
+    parser.add_argument("--torch-python", help="python with torch and threadpoolctl")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="BLAS threads of mlpspec and torch threads (default 2, the cores)")
+    parser.add_argument("--worker", type=Path, metavar="DATA_DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.epochs < 1:
-        parser.error(f"--epochs: expected a positive integer, found {args.epochs}")
-    archs = [arch for arch in ARCHS if arch in (args.arch or ARCHS)]
+    if args.epochs < 1 or args.rounds < 1:
+        parser.error("--epochs and --rounds: expected positive integers")
+    archs = args.arch or list(ARCHS)
+    if args.worker is not None:
+        print(json.dumps(worker_mlpspec(args.worker, archs[0], args.epochs, args.threads)))
+        return
     os.environ.setdefault("MLPSPEC_MIRRORS", str(REPO.parent / "shared" / "data" / "mnist"))
     python = torch_python(args.torch_python)
     load_before = os.getloadavg()[0]
 
-    data = load_data(bench_spec(archs[0], args.epochs))
-    results = []
+    results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="mlpspec-bench-") as tmp:
         data_dir = Path(tmp)
-        for name, array in (("x_train", data.x_train), ("y_train", data.y_train),
-                            ("x_test", data.x_test), ("y_test", data.y_test)):
-            np.save(data_dir / f"{name}.npy", array, allow_pickle=False)
+        load_data(bench_spec(archs[0], args.epochs)).save(data_dir)
+        peaks = [gemm_peak()]
         for arch in archs:
-            with_sklearn = arch == SKLEARN_ARCH and not args.no_sklearn
-            print(f"{arch}: mlpspec, then torch{' and sklearn' * with_sklearn} ...", file=sys.stderr)
-            ours = run_mlpspec(bench_spec(arch, args.epochs), data)
-            results.append((arch, ours, run_peer(python, data_dir, arch, args.epochs, with_sklearn)))
+            results[arch] = {"mlpspec": [], "torch": []}
+            for round_ in range(args.rounds):
+                order = ("mlpspec", "torch") if round_ % 2 == 0 else ("torch", "mlpspec")
+                for side in order:
+                    print(f"{arch} round {round_ + 1}/{args.rounds}: {side} ...", file=sys.stderr)
+                    results[arch][side].append(run_side(side, python, data_dir, arch, args.epochs,
+                                                        args.threads))
+                peaks.append(gemm_peak(seconds=1.0))  # the best of many: load only lowers it
+        peaks.append(gemm_peak())
+    peak = max(peaks)
+    load_after = os.getloadavg()[0]
 
-    rows = []
-    for arch, ours, peer in results:
-        torch_side, sk = peer["torch"], peer.get("sklearn")
-        rows.append({
-            "arch": arch,
-            "mlpspec_s_per_epoch": round(ours["s_per_epoch"], 3),
-            "torch_s_per_epoch": round(torch_side["s_per_epoch"], 3),
-            "ratio": round(ours["s_per_epoch"] / torch_side["s_per_epoch"], 3),
-            "mlpspec_test_accuracy": round(ours["test_accuracy"], 4),
-            "torch_test_accuracy": round(torch_side["test_accuracy"], 4),
-            "sklearn_s_per_epoch": round(sk["s_per_epoch"], 3) if sk else None,
-            "sklearn_test_accuracy": round(sk["test_accuracy"], 4) if sk else None,
-            "mlpspec_epoch_seconds": [round(s, 3) for s in ours["epoch_seconds"]],
-            "torch_epoch_seconds": [round(s, 3) for s in torch_side["epoch_seconds"]],
-        })
-    peers = results[0][2]
-    threads = {"numpy": numpy_threads(), "torch": peers["torch"]["threads"]}
-    versions = {"numpy": np.__version__, "torch": peers["torch"]["version"]}
-    notes = []
-    if load_before > 1.0:
-        notes.append(f"the machine was busy before the run (1-min load {load_before:.2f}): "
-                     f"torch's OpenMP threads suffer most from a shared core")
-    if "sklearn" in peers:
-        sk = peers["sklearn"]
-        threads["sklearn_blas"] = sk["threads"]
-        versions["sklearn"] = sk["version"]
-        notes.append(f"sklearn computes in {sk['dtype']} (float32 input), Glorot-uniform init, "
-                     f"time = whole fit / epochs")
-    targets = {arch: target for arch, target in TARGETS.items() if arch in archs}
-    met = all(row["ratio"] <= TARGETS[row["arch"]] for row in rows if row["arch"] in targets)
-
-    print(f"{args.epochs} epochs, batch {BATCH_SIZE}, median seconds per epoch; threads {threads}")
-    header = (f"{'architecture':16} {'mlpspec s':>9} {'torch s':>8} {'ratio':>6} "
-              f"{'sklearn s':>9} {'acc mlpspec':>11} {'acc torch':>9} {'acc sklearn':>11}")
-    print(header)
-    for row in rows:
-        sk_time = f"{row['sklearn_s_per_epoch']:9.2f}" if row["sklearn_s_per_epoch"] is not None else f"{'-':>9}"
-        sk_acc = f"{row['sklearn_test_accuracy']:11.2%}" if row["sklearn_test_accuracy"] is not None else f"{'-':>11}"
-        print(f"{row['arch']:16} {row['mlpspec_s_per_epoch']:9.2f} {row['torch_s_per_epoch']:8.2f} "
-              f"{row['ratio']:6.2f} {sk_time} {row['mlpspec_test_accuracy']:11.2%} "
-              f"{row['torch_test_accuracy']:9.2%} {sk_acc}")
-    for note in notes:
-        print(f"note: {note}")
-    print(f"targets (ratio at most): {targets}; met: {met}")
-    print(json.dumps({"epochs": args.epochs, "batch_size": BATCH_SIZE, "results": rows,
-                      "targets": targets, "met": met, "threads": threads, "versions": versions,
-                      "load_before": round(load_before, 2), "notes": notes}))
+    rows = [summarise(arch, runs, peak) for arch, runs in results.items()]
+    first = next(iter(results.values()))
+    environment = {
+        "mlpspec": {"pools": first["mlpspec"][0]["pools"], "numpy": first["mlpspec"][0]["numpy"]},
+        "torch": {"pools": first["torch"][0].get("pools"), "threads": first["torch"][0]["threads"],
+                  "version": first["torch"][0]["version"], "numpy": first["torch"][0].get("numpy")},
+        "cpus": os.cpu_count(),
+    }
+    print_table(rows, peak, args.epochs, args.rounds)
+    print(f"load average (1 min) before {load_before:.2f}, after {load_after:.2f}; "
+          f"GEMM peak measurements {[round(p / 1e9) for p in peaks]} GFLOP/s")
+    if any(row[side]["floor_fraction"] > 1 for row in rows for side in ("mlpspec", "torch")):
+        print("warning: a side ran faster than the floor, so every GEMM peak measurement was "
+              "slowed by other load; the floor fractions are not to be trusted")
+    met = all(row["met"] for row in rows)
+    print(f"target: ratio median <= {TARGET_RATIO} and accuracy gap <= {TARGET_ACCURACY_GAP:.1%} "
+          f"for every network; met: {met}")
+    print(json.dumps({"epochs": args.epochs, "rounds": args.rounds, "batch_size": BATCH_SIZE,
+                      "threads": args.threads,
+                      "gemm_peak_flops": [round(p) for p in peaks], "results": rows, "met": met,
+                      "environment": environment, "load_before": round(load_before, 2),
+                      "load_after": round(load_after, 2)}))
 
 
 if __name__ == "__main__":
