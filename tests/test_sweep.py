@@ -224,7 +224,9 @@ def interrupt_and_resume(project: Path, engine: list[str]) -> None:
     counts = re.search(r"(\d+) trained, (\d+) cached, 0 failed", resumed.stdout)
     assert counts, resumed.stdout
     trained, cached = int(counts[1]), int(counts[2])
-    assert trained + cached == 4 and cached >= finished and trained >= 1
+    # Whether the trials still running at Ctrl-C finish (and are then found cached) depends
+    # on timing; what must hold: nothing finished is redone and the sweep completes.
+    assert trained + cached == 4 and cached >= finished
     assert {r["status"] for r in rows(results.parent)} <= {"ran", "resumed", "cached"}
 
 
