@@ -59,7 +59,7 @@ TEST_SHARE = 0.25
 SKLEARN_REQUIREMENTS = ("scikit-learn", "threadpoolctl")
 
 # The general recipe: nothing in it depends on the dataset but its shape.
-RECIPE = {"scale": "standardize", "optimizer": "adam.v1", "learning_rate": 1e-3, "l2": 1e-4,
+RECIPE = {"scale": "standardize", "init": "he_normal", "optimizer": "adam.v1", "learning_rate": 1e-3, "l2": 1e-4,
           "batch_size": 200, "epochs": 2000, "patience": 10, "min_delta": 1e-4, "validation": 0.2,
           "metric": {"classification": "loss", "regression": "loss"}}
 
@@ -101,8 +101,10 @@ early_stopping = {{ patience = {patience}, min_delta = {min_delta}, metric = "{m
 def spec_text(name: str, *, seed: int, inputs: int, outputs: int, hidden: tuple[int, ...],
               regression: bool) -> str:
     """The recipe as a spec for a `train.csv` / `test.csv` pair beside it."""
-    layers = [f'{{ type = "dense.v1", units = {units} }}, {{ type = "relu.v1" }}' for units in hidden]
-    layers.append(f'{{ type = "dense.v1", units = {outputs} }}')
+    init = RECIPE["init"]
+    layers = [f'{{ type = "dense.v1", units = {units}, init = "{init}" }}, {{ type = "relu.v1" }}'
+              for units in hidden]
+    layers.append(f'{{ type = "dense.v1", units = {outputs}, init = "{init}" }}')
     task = "regression" if regression else "classification"
     return SPEC.format(name=name, task=task, seed=seed, inputs=inputs, layers=", ".join(layers),
                        stratify=str(not regression).lower(),
