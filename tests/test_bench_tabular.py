@@ -38,7 +38,7 @@ def test_bench_mlpspec_side_runs_on_a_tiny_dataset(bench, tmp_path, monkeypatch)
                                hidden=(16,), regression=False)
     assert result["score"] >= 0.9
     assert 1 <= result["epochs_run"] <= bench.RECIPE["epochs"] and result["train_seconds"] > 0
-    assert (tmp_path / "run" / "model.mlpm").is_file()
+    assert (tmp_path / "run-spec" / "model.mlpm").is_file()
     assert (tmp_path / "train.csv").read_text().splitlines()[0] == "a_b,c,d,e,label"
 
 

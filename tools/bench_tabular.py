@@ -65,7 +65,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 # The general recipe: nothing in it depends on the dataset but its shape.
 RECIPE = {"scale": "standardize", "init": "glorot_uniform", "optimizer": "adam.v1", "learning_rate": 1e-3, "l2": 1e-4,
           "batch_size": 200, "epochs": 2000, "patience": 10, "min_delta": 1e-4, "validation": 0.1,
-          "metric": {"classification": "loss", "regression": "loss"}}
+          "metric": {"classification": "loss", "regression": "loss"}, "refit": False}
 
 SPEC = """\
 spec_version = 1
@@ -83,10 +83,7 @@ label_column = "label"
 [data.preprocess]
 scale = "{scale}"
 
-[data.validation]
-take_from = "train"
-size = {validation}
-stratify = {stratify}
+{validation_table}
 
 [network]
 inputs = {inputs}
@@ -98,22 +95,33 @@ batch_size = {batch_size}
 loss = {{ type = "{loss}" }}
 optimizer = {{ type = "{optimizer}", learning_rate = {learning_rate} }}
 regularization = {{ l2 = {l2} }}
-early_stopping = {{ patience = {patience}, min_delta = {min_delta}, metric = "{metric}" }}
+{early_stopping}
 """
 
 
 def spec_text(name: str, *, seed: int, inputs: int, outputs: int, hidden: tuple[int, ...],
-              regression: bool) -> str:
-    """The recipe as a spec for a `train.csv` / `test.csv` pair beside it."""
+              regression: bool, refit_epochs: int | None = None) -> str:
+    """The recipe as a spec for a `train.csv` / `test.csv` pair beside it.
+
+    With `refit_epochs`, the refit pass: the whole training part for that many
+    epochs, no validation split and no early stopping.
+    """
     init = RECIPE["init"]
     layers = [f'{{ type = "dense.v1", units = {units}, init = "{init}" }}, {{ type = "relu.v1" }}'
               for units in hidden]
     layers.append(f'{{ type = "dense.v1", units = {outputs}, init = "{init}" }}')
     task = "regression" if regression else "classification"
+    if refit_epochs is None:
+        validation = (f'[data.validation]\ntake_from = "train"\nsize = {RECIPE["validation"]}\n'
+                      f'stratify = {str(not regression).lower()}')
+        early = (f'early_stopping = {{ patience = {RECIPE["patience"]}, '
+                 f'min_delta = {RECIPE["min_delta"]}, metric = "{RECIPE["metric"][task]}" }}')
+    else:
+        validation, early = '[data.validation]\ntake_from = "none"', ""
     return SPEC.format(name=name, task=task, seed=seed, inputs=inputs, layers=", ".join(layers),
-                       stratify=str(not regression).lower(),
                        loss="mse.v1" if regression else "softmax_cross_entropy.v1",
-                       **{**RECIPE, "metric": RECIPE["metric"][task]})
+                       validation_table=validation, early_stopping=early,
+                       **{**RECIPE, "epochs": refit_epochs or RECIPE["epochs"]})
 
 
 def split(y: np.ndarray, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -147,24 +155,44 @@ def run_mlpspec(folder: Path, name: str, *, seed: int, X_train, labels_train, X_
     """Write the split and the spec into `folder`, run `mlpspec run --json`; the test score and times.
 
     `labels_*` are class names (strings) or float targets. Returns `score`
-    (test accuracy or R²), `train_seconds`, `epochs_run`, `best_epoch`.
+    (test accuracy or R²), `train_seconds`, `epochs_run`, `best_epoch`. With
+    RECIPE["refit"], a second run trains on the whole training part for the
+    first run's best epoch count: `score` is the refit's, `train_seconds` the
+    sum of both runs, `early_stopped_score` the first run's.
     """
     folder.mkdir(parents=True, exist_ok=True)
     as_text = (lambda v: repr(float(v))) if regression else str
     write_csv(folder / "train.csv", features, X_train, [as_text(v) for v in labels_train])
     write_csv(folder / "test.csv", features, X_test, [as_text(v) for v in labels_test])
-    spec = folder / "spec.toml"
-    spec.write_text(spec_text(name, seed=seed, inputs=X_train.shape[1], outputs=outputs,
-                              hidden=hidden, regression=regression))
+    first = _run_spec(folder, "spec.toml", spec_text(
+        name, seed=seed, inputs=X_train.shape[1], outputs=outputs, hidden=hidden,
+        regression=regression), f"{name} seed {seed}")
+    result = {"score": first["score"], "train_seconds": first["train_seconds"],
+              "epochs_run": first["epochs_run"], "best_epoch": first["best_epoch"]}
+    if RECIPE["refit"]:
+        second = _run_spec(folder, "refit.toml", spec_text(
+            name, seed=seed, inputs=X_train.shape[1], outputs=outputs, hidden=hidden,
+            regression=regression, refit_epochs=first["best_epoch"]), f"{name} seed {seed} refit")
+        result.update(score=second["score"], early_stopped_score=first["score"],
+                      train_seconds=first["train_seconds"] + second["train_seconds"],
+                      refit_epochs=second["epochs_run"])
+    return result
+
+
+def _run_spec(folder: Path, file: str, text: str, what: str) -> dict:
+    """`mlpspec run` on `text` saved as `folder/file`, with its own fresh cache and run folder."""
+    spec = folder / file
+    spec.write_text(text)
+    stem = spec.stem
     command = [sys.executable, "-c", "from mlpspec.cli import app; app(prog_name='mlpspec')",
-               "run", str(spec), "--json", "--cache-dir", str(folder / "cache"),
-               "--out", str(folder / "run")]
+               "run", str(spec), "--json", "--cache-dir", str(folder / f"cache-{stem}"),
+               "--out", str(folder / f"run-{stem}")]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"mlpspec run failed on {name} seed {seed}:\n{done.stdout}{done.stderr}")
+        raise SystemExit(f"mlpspec run failed on {what}:\n{done.stdout}{done.stderr}")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     test = summary["test"]
-    return {"score": test["r2"] if regression else test["accuracy"],
+    return {"score": test["r2"] if "r2" in test else test["accuracy"],
             "train_seconds": summary["train_seconds"], "epochs_run": summary["epochs_run"],
             "best_epoch": summary["best_epoch"]}
 
@@ -224,6 +252,8 @@ def main() -> None:
                         help="hidden layer sizes, comma-separated (default 100, sklearn's default)")
     parser.add_argument("--sklearn-python", help="python with scikit-learn (default: this one if "
                         "it has it, else a venv in ${TMPDIR:-/tmp}/mlpspec-tabular-bench-venv)")
+    parser.add_argument("--refit", action="store_true", help="after early stopping, train again "
+                        "on the whole training part for the best epoch count (time: both runs)")
     parser.add_argument("--threads", type=int, help="BLAS/OpenMP threads for both sides "
                         "(default: the libraries' own choice)")
     args = parser.parse_args()
@@ -232,6 +262,7 @@ def main() -> None:
             parser.error(f"--threads: expected a positive integer, found {args.threads}")
         for variable in THREAD_VARIABLES:  # inherited by both sides' processes
             os.environ[variable] = str(args.threads)
+    RECIPE["refit"] = args.refit
     if args.seeds < 1:
         parser.error(f"--seeds: expected a positive integer, found {args.seeds}")
     try:
