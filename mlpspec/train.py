@@ -204,7 +204,7 @@ def fit(spec: model.Spec, data: Prepared, *,
             history.append(record)
             if epoch > average_from:
                 _accumulate(average, network.state_dict())
-            if early.patience and len(data.x_val):
+            if early.patience and (len(data.x_val) or early.metric == "train_loss"):
                 score = _score(record, early.metric, regression)
                 if score > best_score + early.min_delta:
                     best_score, best_epoch, waited = score, epoch, 0
@@ -301,6 +301,8 @@ def _accumulate(total: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> N
 
 def _score(record: EpochRecord, metric: str, regression: bool) -> float:
     """The early-stopping score of an epoch: higher is better."""
+    if metric == "train_loss":
+        return -record.train_loss
     if metric == "loss":
         return -record.val_loss
     if regression:

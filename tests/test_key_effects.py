@@ -39,7 +39,7 @@ from mlpspec.cache import Cache
 from mlpspec.cli import app
 from mlpspec.data.idx import encode_idx
 from mlpspec.data.prepare import Prepared, Scaling, one_hot
-from mlpspec.errors import MlpspecError
+from mlpspec.errors import MlpspecError, SpecError
 from mlpspec.nn import Network
 from mlpspec.pipeline import Pipeline
 from mlpspec.progress import Progress
@@ -995,7 +995,8 @@ def expected_stop(history, metric: str, patience: int, min_delta: float) -> tupl
     that do not beat the best score by more than `min_delta`."""
     best, best_epoch, waited = -math.inf, 0, 0
     for record in history:
-        score = -record.val_loss if metric == "loss" else record.val_accuracy
+        score = {"loss": -record.val_loss, "train_loss": -record.train_loss}.get(
+            metric, record.val_accuracy)
         if score > best + min_delta:
             best, best_epoch, waited = score, record.epoch, 0
         else:
@@ -1013,7 +1014,7 @@ def same_weights(a, b) -> bool:
         "train.early_stopping.min_delta", "train.early_stopping.restore_best")
 @pytest.mark.parametrize("metric, patience, min_delta", [
     ("accuracy", 2, 0.0), ("accuracy", 4, 0.0), ("loss", 2, 0.0), ("loss", 2, 0.004),
-    ("accuracy", 3, 0.02)])
+    ("accuracy", 3, 0.02), ("train_loss", 2, 0.01)])
 def test_early_stopping_stops_and_restores_as_documented(metric, patience, min_delta):
     data = noisy()
     full = fit(stopping_spec(), data)  # no early stopping: every epoch runs
@@ -1029,6 +1030,25 @@ def test_early_stopping_stops_and_restores_as_documented(metric, patience, min_d
     last = fit(stopping_spec(*keys, "train.early_stopping.restore_best=false"), data)
     assert len(last.history) == stop
     assert same_weights(last, fit(stopping_spec(f"train.epochs={stop}"), data))
+
+
+@effect("train.early_stopping.metric")
+def test_train_loss_early_stopping_needs_no_validation_set(tmp_path):
+    """metric = "train_loss" stops on the training loss alone: valid with take_from = "none",
+    where every other metric is refused."""
+    text = npz_spec("t", inputs=4, data='[data.validation]\ntake_from = "none"\n') + (
+        '[[network.layers]]\ntype = "dense.v1"\nunits = 3\n[train]\nepochs = 5\n'
+        '[train.early_stopping]\npatience = 2\n')
+    with pytest.raises(SpecError, match="early stopping needs a validation set"):
+        parse_spec(text, "t.toml")
+    (tmp_path / "t.toml").write_text(text + 'metric = "train_loss"\nmin_delta = 1e6\n')
+    tiny_npz_files(tmp_path)
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "t.toml"), "--json", "--cache-dir",
+                                      str(tmp_path / "cache"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    # No epoch beats the first by 1e6: stopped after 1 + patience epochs, the first restored.
+    assert summary["epochs_run"] == 3 and summary["best_epoch"] == 1 and "validation" not in summary
 
 
 def test_early_stopping_settings_lead_to_different_stops():

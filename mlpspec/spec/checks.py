@@ -148,6 +148,8 @@ def _check_early_stopping_metric(spec: model.Spec, report: Reporter) -> None:
     early = spec.train.early_stopping
     if not early.patience:
         return
+    if early.metric == "train_loss":
+        return
     if spec.task == "regression" and early.metric not in _REGRESSION_METRICS:
         report.add("train.early_stopping.metric", f"expected one of 'loss', 'rmse', 'mae', 'r2' "
                    f"for task = 'regression' (accuracy needs classes), found {early.metric!r}")
@@ -160,10 +162,11 @@ def _check_early_stopping_metric(spec: model.Spec, report: Reporter) -> None:
 def _check_validation(spec: model.Spec, facts: DataFacts, report: Reporter) -> None:
     validation = spec.data.validation
     if validation.take_from == "none":
-        if spec.train.early_stopping.patience > 0:
+        early = spec.train.early_stopping
+        if early.patience > 0 and early.metric != "train_loss":
             report.add("train.early_stopping.patience", "expected 0: early stopping needs a "
                        f"validation set and data.validation.take_from is 'none', found "
-                       f"{spec.train.early_stopping.patience}")
+                       f"{early.patience} (or set train.early_stopping.metric = 'train_loss')")
         if spec.evaluate.split == "validation":
             report.add("evaluate.split", "expected 'test': data.validation.take_from is 'none', "
                        "found 'validation'")

@@ -467,8 +467,10 @@ class EarlyStoppingSpec:
     metric: str = option("accuracy", doc=(
         "Validation metric watched: `accuracy` or `loss` (classification); `loss`, `rmse`, "
         "`mae` or `r2` (regression, averaged over the targets, in the targets' own units); "
-        "a regression spec with early stopping must name one of these."),
-        checks=(one_of("accuracy", "loss", "rmse", "mae", "r2"),))
+        "a regression spec with early stopping must name one of these. `train_loss` (either "
+        "task) watches the epoch's mean training loss instead and needs no validation set "
+        "(scikit-learn's default rule: all the data trains, the run still stops by itself)."),
+        checks=(one_of("accuracy", "loss", "rmse", "mae", "r2", "train_loss"),))
     min_delta: float = option(0.0, doc="Smallest change that counts as an improvement.",
                               checks=(non_negative,))
     restore_best: bool = option(True, doc="Restore the weights of the best epoch at the end.")
