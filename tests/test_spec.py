@@ -104,7 +104,8 @@ BAD = [
     ("early stopping without validation", ("epochs = 1", "epochs = 1"),
      ("data.validation.take_from=none", "train.early_stopping.patience=3"),
      ["--set train.early_stopping.patience=3: train.early_stopping.patience: expected 0: early "
-      "stopping needs a validation set and data.validation.take_from is 'none', found 3"]),
+      "stopping needs a validation set and data.validation.take_from is 'none', found 3 "
+      "(or set train.early_stopping.metric = 'train_loss')"]),
     ("spec version", ("spec_version = 1", "spec_version = 2"), (),
      ["s.toml: spec_version: expected one of 1, found an integer 2"]),
     ("bad name", ('name = "t"', 'name = "a b"'), (),
