@@ -99,12 +99,12 @@ class LiveProgress(PlainProgress):
         self._batches, self._batch_size = batches, samples / max(batches, 1)
         self._live = Bar(TextColumn("[bold]train[/] epoch {task.fields[epoch]}/" + str(epochs)),
                          BarColumn(), TextColumn("batch {task.completed:.0f}/{task.total:.0f}"),
-                         TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.2%}"),
+                         TextColumn("loss {task.fields[loss]:.4f}{task.fields[acc]}"),
                          TextColumn("{task.fields[rate]:,.0f} samples/s"),
                          console=Console(file=self.stream), transient=True)
         self._live.start()
         self._task = self._live.add_task("train", total=batches, epoch=first_epoch, loss=0.0,
-                                         acc=0.0, rate=0.0)
+                                         acc="", rate=0.0)
         self._started, self._samples_done = time.perf_counter(), 0
 
     def step(self, epoch: int, batch: int, loss: float, accuracy: float) -> None:
@@ -113,7 +113,8 @@ class LiveProgress(PlainProgress):
         self._samples_done += self._batch_size
         rate = self._samples_done / max(time.perf_counter() - self._started, 1e-9)
         self._live.update(self._task, completed=batch, epoch=epoch, loss=loss,
-                          acc=0.0 if math.isnan(accuracy) else accuracy, rate=rate)
+                          # regression has no running accuracy (NaN): show none
+                          acc="" if math.isnan(accuracy) else f" acc {accuracy:.2%}", rate=rate)
 
     def epoch(self, record) -> None:
         if self._live is not None:
