@@ -1,0 +1,150 @@
+"""Seams between features merged from parallel branches: tabular CSV x regression,
+CSV string labels x predict, tabular specs x sweeps, models x `evaluate --on`.
+
+Each test goes through the path a user takes (the CLI via CliRunner, or a copy
+of infer.py in a process where mlpspec cannot be imported) and checks the
+answer against the trainer's, so a silent wrong answer fails.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mlpspec import infer
+from mlpspec.cli import app
+from mlpspec.data.prepare import load_raw, prepare
+from mlpspec.spec import load_spec
+from mlpspec.train import build_network
+
+runner = CliRunner()
+COLORS = ["red", "green", "blue"]
+REG_HEADER = ["a", "color", "b", "ya", "yb"]
+
+
+def invoke(*args) -> object:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    return result
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def regression_rows(seed: int, n: int) -> list[list[str]]:
+    """Rows a, color, b, ya, yb as text: targets near 600 and -30, `a` sometimes missing."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        k = int(rng.integers(0, 3))
+        a, b = rng.normal(50, 10), rng.normal(0, 1)
+        ya, yb = 300 + 5 * a + 40 * k + rng.normal(0, 2), -20 + 3 * b - 10 * k
+        rows.append(["" if rng.random() < 0.1 else f"{a:.3f}", COLORS[k], f"{b:.3f}",
+                     f"{ya:.3f}", f"{yb:.3f}"])
+    return rows
+
+
+REGRESSION = """\
+spec_version = 1
+name = "reg"
+task = "regression"
+seed = 1
+[data]
+source = "csv"
+train = "train.csv"
+test = "test.csv"
+header = true
+targets = ["ya", "yb"]
+categorical = ["color"]
+missing = "mean"
+[data.preprocess]
+scale = "standardize"
+[data.validation]
+take_from = "train"
+size = 0.2
+[network]
+inputs = 5
+[[network.layers]]
+type = "dense.v1"
+units = 16
+[[network.layers]]
+type = "tanh.v1"
+[[network.layers]]
+type = "dense.v1"
+units = 2
+[train]
+epochs = 30
+batch_size = 16
+loss = {type = "mse.v1"}
+optimizer = {type = "adam.v1", learning_rate = 0.01}
+"""
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory):
+    """(folder, spec path, model path, run summary) of a CSV regression spec run by the CLI."""
+    folder = tmp_path_factory.mktemp("csvreg")
+    write_csv(folder / "train.csv", REG_HEADER, regression_rows(0, 200))
+    write_csv(folder / "test.csv", REG_HEADER, regression_rows(1, 60))
+    (folder / "reg.toml").write_text(REGRESSION)
+    result = invoke("run", folder / "reg.toml", "--json", "--out", folder / "run",
+                    "--cache-dir", folder / "cache")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    return folder, folder / "reg.toml", folder / "run" / "model.mlpm", summary
+
+
+def regression_trainer(folder: Path, spec_path: Path, model_path: Path) -> np.ndarray:
+    """The trained network's test predictions `(n, 2)` in the targets' units."""
+    spec = load_spec(spec_path)
+    data = prepare(load_raw(spec.data, folder, task=spec.task), spec.data, spec.seed,
+                   spec.train.precision)
+    network = build_network(spec)
+    model = infer.load(model_path)
+    network.load_state_dict({name: np.array(array) for name, array in model.tensors.items()})
+    return data.target_scaling.invert(network.predict(data.x_test))
+
+
+def test_csv_regression_infer_and_evaluate_match_the_trainer(regression):
+    folder, spec_path, model_path, summary = regression
+    assert summary["test"]["r2"] > 0.9
+    trained = regression_trainer(folder, spec_path, model_path)
+    rows = list(csv.reader((folder / "test.csv").open()))[1:]
+    model = infer.load(model_path)
+    np.testing.assert_array_equal(model.predict(np.array(rows, dtype=object)), trained)
+    np.testing.assert_array_equal(model.predict([dict(zip(REG_HEADER, r)) for r in rows]), trained)
+    result = invoke("evaluate", model_path, "--on", spec_path, "--json", "--out", folder / "ev")
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(result.output.strip().splitlines()[-1])
+    for key in ("rmse", "mae", "r2", "samples"):
+        assert evaluated[key] == pytest.approx(summary["test"][key], rel=1e-9)
+
+
+def test_sweep_over_a_regression_spec_ranks_by_loss(regression, tmp_path):
+    """Was a traceback: the default --rank-by accuracy met a regression trial's None accuracy."""
+    folder, spec_path, _, _ = regression
+    result = invoke("sweep", spec_path, "--grid", "train.optimizer.learning_rate=[0.01,0.003]",
+                    "--seeds", "1,2", "--jobs", "2", "--cache-dir", folder / "cache",
+                    "--out", tmp_path / "sweep")
+    assert result.exit_code == 0, result.output
+    assert "ranked by validation loss" in result.output
+    assert json.loads((tmp_path / "sweep" / "results.json").read_text())["sweep"]["rank_by"] \
+        == "validation loss"
+    best = invoke("run", tmp_path / "sweep" / "best.toml", "--json", "--out", tmp_path / "best",
+                  "--cache-dir", folder / "cache")
+    assert best.exit_code == 0, best.output
+    assert "rmse" in json.loads(best.output.strip().splitlines()[-1])["test"]
