@@ -253,7 +253,8 @@ def evaluate_command(
         _fail(f"error: {model_file}: the model takes samples of shape {tuple(model.sample_shape)}, "
               f"{raw.name} has {tuple(images.shape[1:])}")
     if task == "regression":
-        _evaluate_regression(model, model_file, images, labels, out, label, split, as_json)
+        _evaluate_regression(model, model_file, images, labels, out, label, split, as_json,
+                             raw.target_names)
         return
     if model.outputs != raw.classes:
         _fail(f"error: {model_file}: the model has {model.outputs} classes (outputs) and the data "
@@ -291,13 +292,27 @@ def _score_into(out: Path | None, model_file: Path, label: str, split: str, scor
 
 
 def _evaluate_regression(model, model_file: Path, samples, targets, out: Path | None, label: str,
-                         split: str, as_json: bool) -> None:
-    """`evaluate` of a regression model: RMSE, MAE and R² per target, in their own units."""
+                         split: str, as_json: bool, names: tuple[str, ...] = ()) -> None:
+    """`evaluate` of a regression model: RMSE, MAE and R² per target, in their own units.
+
+    `targets` `(n, k)` are the data's, named `names` (empty: "0", "1", ...); they
+    are matched to the model's outputs by name, so a spec listing the same
+    targets in another order is not scored against the wrong column."""
+    from mlpspec.cli_model import printable
+    from mlpspec.data.prepare import target_names_for
     from mlpspec.evaluate import evaluate_regression_file
 
     if targets.shape[1] != model.outputs:
         _fail(f"error: {model_file}: the model predicts {model.outputs} targets and the data of "
               f"{label} has {targets.shape[1]}")
+    names = tuple(names) or target_names_for(targets.shape[1])
+    own = tuple(model.target_names)
+    if names != own and sorted(names) == sorted(own):
+        targets = targets[:, [names.index(name) for name in own]]
+    elif names != own:
+        typer.echo(f"warning: {model_file}: the model's target names ({printable(', '.join(own))}) "
+                   f"differ from the data's ({printable(', '.join(names))}); scoring by position",
+                   err=True)
     folder, result = _score_into(
         out, model_file, label, split,
         lambda folder, title: evaluate_regression_file(model, samples, targets, folder, title))

@@ -148,3 +148,16 @@ def test_sweep_over_a_regression_spec_ranks_by_loss(regression, tmp_path):
                   "--cache-dir", folder / "cache")
     assert best.exit_code == 0, best.output
     assert "rmse" in json.loads(best.output.strip().splitlines()[-1])["test"]
+
+
+def test_evaluate_matches_regression_targets_by_name(regression, tmp_path):
+    """Was a silent wrong answer: a spec listing the model's targets in another order
+    was scored column against column (R² -2820, reported under the model's names)."""
+    folder, spec_path, model_path, summary = regression
+    swapped = folder / "swapped.toml"
+    swapped.write_text(REGRESSION.replace('targets = ["ya", "yb"]', 'targets = ["yb", "ya"]'))
+    result = invoke("evaluate", model_path, "--on", swapped, "--json", "--out", tmp_path / "ev")
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(result.output.strip().splitlines()[-1])
+    assert evaluated["r2"] == pytest.approx(summary["test"]["r2"], rel=1e-9)
+    assert evaluated["per_target"]["ya"]["rmse"] > evaluated["per_target"]["yb"]["rmse"]
