@@ -161,3 +161,82 @@ def test_evaluate_matches_regression_targets_by_name(regression, tmp_path):
     evaluated = json.loads(result.output.strip().splitlines()[-1])
     assert evaluated["r2"] == pytest.approx(summary["test"]["r2"], rel=1e-9)
     assert evaluated["per_target"]["ya"]["rmse"] > evaluated["per_target"]["yb"]["rmse"]
+
+
+def test_predict_cli_takes_csv_rows_of_a_tabular_regression_model(regression, tmp_path):
+    """Was refused: `predict` read every CSV cell as a number in file order, so a
+    categorical column ('green') or the training file's own rows could not be given,
+    and a header naming the columns in another order would have been ignored."""
+    folder, spec_path, model_path, _ = regression
+    trained = regression_trainer(folder, spec_path, model_path)[:5]
+    rows = list(csv.reader((folder / "test.csv").open()))[1:6]
+    write_csv(tmp_path / "whole.csv", REG_HEADER, rows)                       # the training file's form
+    write_csv(tmp_path / "reordered.csv", ["b", "yb", "color", "a"],         # by name, any order
+              [[r[2], "", r[1], r[0]] for r in rows])
+    (tmp_path / "bare.csv").write_text("".join(f"{r[0]},{r[1]},{r[2]}\n" for r in rows))  # features only
+    for name in ("whole.csv", "reordered.csv", "bare.csv"):
+        result = invoke("predict", model_path, tmp_path / name, "--json")
+        assert result.exit_code == 0, result.output
+        values = [json.loads(line)["values"] for line in result.output.splitlines()]
+        np.testing.assert_allclose([[v["ya"], v["yb"]] for v in values], trained, rtol=1e-12)
+    write_csv(tmp_path / "short.csv", ["a", "b"], [["1", "2"]])
+    result = invoke("predict", model_path, tmp_path / "short.csv")
+    assert result.exit_code == 2
+    assert "no column 'color'" in result.output
+
+
+STANDALONE = textwrap.dedent("""
+    import importlib.abc, json, sys
+
+    class NoMlpspec(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.partition(".")[0] == "mlpspec":
+                raise ImportError(f"{name} is blocked in this process")
+            return None
+
+    sys.meta_path.insert(0, NoMlpspec())
+    import csv
+    sys.path.insert(0, sys.argv[1])
+    import infer
+
+    model = infer.load(sys.argv[2])
+    with open(sys.argv[3], newline="") as stream:
+        table = list(csv.reader(stream))
+    header, rows = table[0], table[1:]
+    records = [dict(zip(header, row)) for row in rows]
+    print(json.dumps({"rows": model.predict(rows).tolist(),
+                      "records": model.predict(records).tolist(),
+                      "one": model.predict(records[0]).tolist()}))
+""")
+
+
+def test_standalone_infer_on_csv_regression_rows_matches_the_trainer(regression, tmp_path):
+    folder, spec_path, model_path, _ = regression
+    trained = regression_trainer(folder, spec_path, model_path)
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(infer.__file__, tmp_path / "elsewhere" / "infer.py")
+    (tmp_path / "check.py").write_text(STANDALONE)
+    done = subprocess.run([sys.executable, "-I", str(tmp_path / "check.py"), str(tmp_path / "elsewhere"),
+                           str(model_path), str(folder / "test.csv")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    np.testing.assert_array_equal(report["rows"], trained)
+    np.testing.assert_array_equal(report["records"], trained)
+    np.testing.assert_array_equal(report["one"], trained[0])
+
+
+def test_onnx_of_a_csv_regression_model_gives_the_trainers_values(regression):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from mlpspec.onnx_export import to_onnx
+
+    folder, spec_path, model_path, _ = regression
+    trained = regression_trainer(folder, spec_path, model_path)
+    model = infer.load(model_path)
+    rows = list(csv.reader((folder / "test.csv").open()))[1:]
+    session = ort.InferenceSession(to_onnx(model))
+    outputs = session.run(None, {"input": model.encode(np.array(rows, dtype=object)).astype(np.float32)})
+    values = [o for o in outputs if o.shape == trained.shape]
+    assert values, [o.shape for o in outputs]
+    np.testing.assert_allclose(values[-1], trained, rtol=1e-5, atol=1e-4)
