@@ -240,3 +240,92 @@ def test_onnx_of_a_csv_regression_model_gives_the_trainers_values(regression):
     values = [o for o in outputs if o.shape == trained.shape]
     assert values, [o.shape for o in outputs]
     np.testing.assert_allclose(values[-1], trained, rtol=1e-5, atol=1e-4)
+
+
+ODD_LABELS = ['big, "cat"', "dog\nx", "10", "9"]
+
+CLASSIFICATION = """\
+spec_version = 1
+name = "odd"
+seed = 2
+[data]
+source = "csv"
+train = "train.csv"
+test = "test.csv"
+header = true
+label_column = "animal"
+categorical = ["color"]
+missing = "median"
+[data.preprocess]
+scale = "minmax"
+[data.validation]
+take_from = "train"
+size = 0.2
+[network]
+inputs = 5
+[[network.layers]]
+type = "dense.v1"
+units = 16
+[[network.layers]]
+type = "relu.v1"
+[[network.layers]]
+type = "dense.v1"
+units = 4
+[train]
+epochs = 40
+batch_size = 16
+[train.optimizer]
+type = "adam.v1"
+learning_rate = 0.02
+"""
+
+
+def odd_rows(seed: int, n: int) -> list[list[str]]:
+    """Rows size, color, animal, weight: the label (one of ODD_LABELS) follows size and colour."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        k = int(rng.integers(0, 4))
+        color = COLORS[k % 2] if rng.random() < 0.95 else COLORS[2]
+        weight = "" if rng.random() < 0.1 else f"{rng.normal(100, 10):.2f}"
+        rows.append([f"{10.0 * (k // 2 + 1) + rng.normal(0, 1):.3f}", color, ODD_LABELS[k], weight])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("odd")
+    header = ["size", "color", "animal", "weight"]
+    write_csv(folder / "train.csv", header, odd_rows(0, 200))
+    write_csv(folder / "test.csv", header, odd_rows(1, 60))
+    (folder / "odd.toml").write_text(CLASSIFICATION)
+    result = invoke("run", folder / "odd.toml", "--json", "--out", folder / "run", "--cache-dir", folder / "cache")
+    assert result.exit_code == 0, result.output
+    return folder, folder / "odd.toml", folder / "run" / "model.mlpm", json.loads(result.output.splitlines()[-1])
+
+
+def test_csv_string_labels_through_predict_and_evaluate(odd):
+    folder, spec_path, model_path, summary = odd
+    model = infer.load(model_path)
+    assert sorted(model.classes) == sorted(ODD_LABELS)
+    result = invoke("evaluate", model_path, "--on", spec_path, "--json", "--out", folder / "ev")
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(result.output.splitlines()[-1])
+    assert evaluated["accuracy"] == summary["test"]["accuracy"] > 0.8
+    assert evaluated["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-5)
+    result = invoke("predict", model_path, folder / "test.csv", "--json")
+    assert result.exit_code == 0, result.output
+    labels = [json.loads(line)["top"][0]["label"] for line in result.output.splitlines()]
+    truth = [row[2] for row in list(csv.reader((folder / "test.csv").open()))[1:]]
+    assert np.mean([a == b for a, b in zip(labels, truth)]) == summary["test"]["accuracy"]
+    text = invoke("predict", model_path, folder / "test.csv").output.splitlines()
+    assert len(text) == len(truth)  # a newline in a class name is escaped, never a line break
+
+
+def test_inspect_of_both_kinds_of_tabular_model(odd, regression):
+    for model_path in (odd[2], regression[2]):
+        for extra in ((), ("--json",), ("--spec",)):
+            result = invoke("inspect", model_path, *extra)
+            assert result.exit_code == 0, result.output
+        described = json.loads(invoke("inspect", model_path, "--json").output)
+        assert described["format_version"] == [1, 2]
