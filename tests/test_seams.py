@@ -329,3 +329,27 @@ def test_inspect_of_both_kinds_of_tabular_model(odd, regression):
             assert result.exit_code == 0, result.output
         described = json.loads(invoke("inspect", model_path, "--json").output)
         assert described["format_version"] == [1, 2]
+
+
+@pytest.mark.parametrize("change, expected", [
+    # Was "data.exclude: no column 'yc'": the second target was checked as an excluded column.
+    (('targets = ["ya", "yb"]', 'targets = ["ya", "yc"]'), "data.targets: no column 'yc' in the header"),
+    (('targets = ["ya", "yb"]', 'targets = ["yq", "yb"]'), "data.targets: no column 'yq' in the header"),
+    # Was "missing label ''; ... (is data.label_column the label column?)" for a regression target.
+    (('train = "train.csv"', 'train = "holes.csv"'), "line 4, column 4 ('ya'): missing target ''"),
+])
+def test_regression_csv_errors_name_the_targets(regression, tmp_path, change, expected):
+    folder = regression[0]
+    lines = (folder / "train.csv").read_text().splitlines()
+    cells = lines[3].split(",")
+    cells[3] = ""
+    lines[3] = ",".join(cells)
+    (tmp_path / "holes.csv").write_text("\n".join(lines) + "\n")
+    for name in ("train.csv", "test.csv"):
+        shutil.copy(folder / name, tmp_path / name)
+    (tmp_path / "s.toml").write_text(REGRESSION.replace(*change))
+    for command in ("validate", "run"):
+        extra = ("--out", tmp_path / "run", "--cache-dir", tmp_path / "cache") if command == "run" else ()
+        result = invoke(command, tmp_path / "s.toml", *extra)
+        assert result.exit_code == 2, result.output
+        assert expected in result.output
