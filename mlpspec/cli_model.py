@@ -261,6 +261,16 @@ def _table_rows(path: Path, rows: list[tuple[int, list[str]]], columns: dict):
         raise ModelFileError(path, f"line {number} looks like a header, but it has no column "
                                    f"{absent[0]!r}; the model reads the columns "
                                    f"{', '.join(repr(f) for f in features)}")
+    from mlpspec.data.tabular import is_missing
+
+    # The cells a header would hold names in: the features' (a row of the training file's
+    # columns also has the label's, which may be text).
+    feature_cells = ([first[source.index(name)] for name in features]
+                     if len(first) == len(source) else first)
+    if not _category_cells(columns) and not all(_is_number(c) or is_missing(c) for c in feature_cells):
+        rows = rows[1:]  # a header of other names, for a model of numbers only: as before, skipped
+        if not rows:
+            raise ModelFileError(path, "a header and no rows")
     widths = (len(source), len(features))
     for number, row in rows:
         if len(row) not in widths:

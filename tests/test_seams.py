@@ -353,3 +353,42 @@ def test_regression_csv_errors_name_the_targets(regression, tmp_path, change, ex
         result = invoke(command, tmp_path / "s.toml", *extra)
         assert result.exit_code == 2, result.output
         assert expected in result.output
+
+
+def test_predict_csv_of_a_model_trained_without_a_header(tmp_path):
+    """A model of a headerless CSV (columns named 'column k') takes the file's rows, its
+    feature columns, or rows under a header of other names (skipped, as for plain models)."""
+    rng = np.random.default_rng(4)
+    for name, n in (("train", 90), ("test", 30)):
+        k = rng.integers(0, 2, n)
+        rows = [[f"{10 + 10 * c + rng.normal():.3f}", "ab"[c], f"{rng.normal():.3f}"] for c in k]
+        write_csv(tmp_path / f"{name}.csv", rows[0], rows[1:])  # no header: the first row is data
+    (tmp_path / "s.toml").write_text(textwrap.dedent("""\
+        spec_version = 1
+        name = "nh"
+        [data]
+        source = "csv"
+        train = "train.csv"
+        test = "test.csv"
+        label_column = 1
+        [data.validation]
+        take_from = "train"
+        size = 10
+        [network]
+        inputs = 2
+        [[network.layers]]
+        type = "dense.v1"
+        units = 2
+        [train]
+        epochs = 30
+        """))
+    result = invoke("run", tmp_path / "s.toml", "--out", tmp_path / "run", "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    model = infer.load(tmp_path / "run" / "model.mlpm")
+    rows = list(csv.reader((tmp_path / "test.csv").open()))
+    expected = [model.classes[c] for c in model.predict(np.array(rows, dtype=object))]
+    write_csv(tmp_path / "named.csv", ["x", "y"], [[r[0], r[2]] for r in rows])
+    for name in ("test.csv", "named.csv"):
+        result = invoke("predict", tmp_path / "run" / "model.mlpm", tmp_path / name, "--json")
+        assert result.exit_code == 0, result.output
+        assert [json.loads(line)["top"][0]["label"] for line in result.output.splitlines()] == expected
