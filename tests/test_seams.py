@@ -392,3 +392,28 @@ def test_predict_csv_of_a_model_trained_without_a_header(tmp_path):
         result = invoke("predict", tmp_path / "run" / "model.mlpm", tmp_path / name, "--json")
         assert result.exit_code == 0, result.output
         assert [json.loads(line)["top"][0]["label"] for line in result.output.splitlines()] == expected
+
+
+def test_encoded_rows_given_as_raw_rows_are_refused(regression, tmp_path):
+    """Was a silent wrong answer: the regression model encodes 5 source columns to 5 inputs,
+    so its encoded rows (encode(), what ONNX takes) also fit as the training file's rows;
+    with unseen = "ignore" the one-hot 0/1 in the 'color' column became an unseen category
+    (all zeros) and 'b' was read from another one-hot column, and predict answered."""
+    folder = regression[0]
+    for name in ("train.csv", "test.csv"):
+        shutil.copy(folder / name, tmp_path / name)
+    (tmp_path / "s.toml").write_text(REGRESSION.replace('missing = "mean"', 'missing = "mean"\nunseen = "ignore"'))
+    result = invoke("run", tmp_path / "s.toml", "--out", tmp_path / "run", "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    model = infer.load(tmp_path / "run" / "model.mlpm")
+    rows = np.array(list(csv.reader((tmp_path / "test.csv").open()))[1:6], dtype=object)
+    encoded = model.encode(rows)
+    assert encoded.shape == rows.shape  # the coincidence that makes it ambiguous
+    with pytest.raises(infer.InputError, match=r"column 'color': expected its categories as text"):
+        model.predict(encoded)
+    np.save(tmp_path / "encoded.npy", encoded)
+    result = invoke("predict", tmp_path / "run" / "model.mlpm", tmp_path / "encoded.npy")
+    assert result.exit_code == 2 and "expected its categories as text" in result.output
+    # A missing category (NaN) in an otherwise numeric row is still a raw row.
+    np.testing.assert_array_equal(model.predict(np.array([[50.0, np.nan, 0.1]])),
+                                  model.predict([{"a": 50.0, "color": None, "b": 0.1}]))
