@@ -60,8 +60,9 @@ def predict(
     model_path: ModelArg,
     inputs: Annotated[list[Path], typer.Argument(
         help="Images (PNG, JPEG, ...; needs Pillow), .npy or .npz arrays, CSV files of raw "
-             "values (one sample a row) or IDX files (gzip or raw); each holds one sample or "
-             "a batch.", show_default=False)],
+             "values (one sample a row; for a model trained on a CSV file, its columns by "
+             "header name, or in the training file's order) or IDX files (gzip or raw); each "
+             "holds one sample or a batch.", show_default=False)],
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Show the K most likely classes.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")] = False,
     invert: Annotated[str, typer.Option(
