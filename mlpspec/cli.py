@@ -59,18 +59,25 @@ def validate(spec: SpecArg, set_: SetOption = None) -> None:
     """Check a spec and its local data files' headers and counts; exit 0 when valid,
     2 with every problem (and its fix) otherwise."""
     loaded = _load_checked(spec, set_)
-    if loaded.task == "regression":
+    from mlpspec.spec.model import CsvSource
+
+    if loaded.task == "regression" or isinstance(loaded.data.source, CsvSource):
         _validate_targets(loaded, spec.parent)
     typer.echo(f"{spec}: valid")
 
 
 def _validate_targets(spec, base: Path) -> None:
-    """Regression: the number of targets is known only from the data, so read it."""
-    from mlpspec.data.prepare import load_raw
-    from mlpspec.pipeline import check_targets
+    """Regression: the number of targets is known only from the data, so read it. A CSV
+    file's input count (column selection, one input per category of the training split)
+    is known only once it is prepared, so prepare it."""
+    from mlpspec.data.prepare import load_raw, prepare
+    from mlpspec.pipeline import check_features, check_targets
 
     raw = load_raw(spec.data, base, task=spec.task)
-    check_targets(spec, raw.y_train.shape[1])
+    if spec.task == "regression":
+        check_targets(spec, raw.y_train.shape[1])
+    if raw.columns:  # a CSV file
+        check_features(spec, prepare(raw, spec.data, spec.seed, spec.train.precision))
 
 
 @app.command()

@@ -417,3 +417,17 @@ def test_encoded_rows_given_as_raw_rows_are_refused(regression, tmp_path):
     # A missing category (NaN) in an otherwise numeric row is still a raw row.
     np.testing.assert_array_equal(model.predict(np.array([[50.0, np.nan, 0.1]])),
                                   model.predict([{"a": 50.0, "color": None, "b": 0.1}]))
+
+
+def test_a_wrong_input_count_is_named_by_validate_and_by_a_cached_run(regression, tmp_path):
+    """Were: `validate` said valid (it cannot count a CSV file's encoded inputs from its
+    shape), and `run` with the preprocess stage cached (its key does not cover
+    network.inputs) skipped the check and ended in a ValueError traceback in Dense."""
+    folder = regression[0]
+    wrong = folder / "wrong_inputs.toml"
+    wrong.write_text(REGRESSION.replace("inputs = 5", "inputs = 4"))
+    expected = "network.inputs: expected 5 (the columns encode to 5 inputs: a, color=blue"
+    result = invoke("validate", wrong)
+    assert result.exit_code == 2 and expected in result.output, result.output
+    result = invoke("run", wrong, "--out", tmp_path / "run", "--cache-dir", folder / "cache")
+    assert result.exit_code == 2 and expected in result.output, result.output
