@@ -59,18 +59,25 @@ def validate(spec: SpecArg, set_: SetOption = None) -> None:
     """Check a spec and its local data files' headers and counts; exit 0 when valid,
     2 with every problem (and its fix) otherwise."""
     loaded = _load_checked(spec, set_)
-    if loaded.task == "regression":
+    from mlpspec.spec.model import CsvSource
+
+    if loaded.task == "regression" or isinstance(loaded.data.source, CsvSource):
         _validate_targets(loaded, spec.parent)
     typer.echo(f"{spec}: valid")
 
 
 def _validate_targets(spec, base: Path) -> None:
-    """Regression: the number of targets is known only from the data, so read it."""
-    from mlpspec.data.prepare import load_raw
-    from mlpspec.pipeline import check_targets
+    """Regression: the number of targets is known only from the data, so read it. A CSV
+    file's input count (column selection, one input per category of the training split)
+    is known only once it is prepared, so prepare it."""
+    from mlpspec.data.prepare import load_raw, prepare
+    from mlpspec.pipeline import check_features, check_targets
 
     raw = load_raw(spec.data, base, task=spec.task)
-    check_targets(spec, raw.y_train.shape[1])
+    if spec.task == "regression":
+        check_targets(spec, raw.y_train.shape[1])
+    if raw.columns:  # a CSV file
+        check_features(spec, prepare(raw, spec.data, spec.seed, spec.train.precision))
 
 
 @app.command()
@@ -253,7 +260,8 @@ def evaluate_command(
         _fail(f"error: {model_file}: the model takes samples of shape {tuple(model.sample_shape)}, "
               f"{raw.name} has {tuple(images.shape[1:])}")
     if task == "regression":
-        _evaluate_regression(model, model_file, images, labels, out, label, split, as_json)
+        _evaluate_regression(model, model_file, images, labels, out, label, split, as_json,
+                             raw.target_names)
         return
     if model.outputs != raw.classes:
         _fail(f"error: {model_file}: the model has {model.outputs} classes (outputs) and the data "
@@ -291,13 +299,27 @@ def _score_into(out: Path | None, model_file: Path, label: str, split: str, scor
 
 
 def _evaluate_regression(model, model_file: Path, samples, targets, out: Path | None, label: str,
-                         split: str, as_json: bool) -> None:
-    """`evaluate` of a regression model: RMSE, MAE and R² per target, in their own units."""
+                         split: str, as_json: bool, names: tuple[str, ...] = ()) -> None:
+    """`evaluate` of a regression model: RMSE, MAE and R² per target, in their own units.
+
+    `targets` `(n, k)` are the data's, named `names` (empty: "0", "1", ...); they
+    are matched to the model's outputs by name, so a spec listing the same
+    targets in another order is not scored against the wrong column."""
+    from mlpspec.cli_model import printable
+    from mlpspec.data.prepare import target_names_for
     from mlpspec.evaluate import evaluate_regression_file
 
     if targets.shape[1] != model.outputs:
         _fail(f"error: {model_file}: the model predicts {model.outputs} targets and the data of "
               f"{label} has {targets.shape[1]}")
+    names = tuple(names) or target_names_for(targets.shape[1])
+    own = tuple(model.target_names)
+    if names != own and sorted(names) == sorted(own):
+        targets = targets[:, [names.index(name) for name in own]]
+    elif names != own:
+        typer.echo(f"warning: {model_file}: the model's target names ({printable(', '.join(own))}) "
+                   f"differ from the data's ({printable(', '.join(names))}); scoring by position",
+                   err=True)
     folder, result = _score_into(
         out, model_file, label, split,
         lambda folder, title: evaluate_regression_file(model, samples, targets, folder, title))

@@ -60,8 +60,9 @@ def predict(
     model_path: ModelArg,
     inputs: Annotated[list[Path], typer.Argument(
         help="Images (PNG, JPEG, ...; needs Pillow), .npy or .npz arrays, CSV files of raw "
-             "values (one sample a row) or IDX files (gzip or raw); each holds one sample or "
-             "a batch.", show_default=False)],
+             "values (one sample a row; for a model trained on a CSV file, its columns by "
+             "header name, or in the training file's order) or IDX files (gzip or raw); each "
+             "holds one sample or a batch.", show_default=False)],
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Show the K most likely classes.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line.")] = False,
     invert: Annotated[str, typer.Option(
@@ -206,6 +207,8 @@ def _read_csv(path: Path, model):
         raise ModelFileError(path, f"cannot read the file: {error.strerror or error}") from None
     rows = [(number, row) for number, row in enumerate(csv.reader(io.StringIO(text)), start=1)
             if row and "".join(row).strip()]
+    if getattr(model, "columns", None) is not None:
+        return _table_rows(path, rows, model.columns)
     if rows and not all(_is_number(cell) for cell in rows[0][1]):
         rows = rows[1:]  # a header: column names
     if not rows:
@@ -225,6 +228,66 @@ def _read_csv(path: Path, model):
             raise ModelFileError(path, f"line {number}, column {bad}: expected a number, "
                                        f"found {row[bad - 1]!r}") from None
     return np.array(values, dtype=np.float64).reshape(len(values), *model.sample_shape)
+
+
+def _table_rows(path: Path, rows: list[tuple[int, list[str]]], columns: dict):
+    """Raw table rows for a model trained on a CSV file (one with `columns`): the cells as
+    text, for the model to encode (categories, missing values) as it was trained to.
+
+    With a header naming every feature column, cells are taken by name (any order, other
+    columns ignored): a list of records. Without one, each row holds the training file's
+    columns or just the feature columns, in order: an object array `(n, width)`.
+    """
+    import numpy as np
+
+    features = [feature["name"] for feature in columns["features"]]
+    source = list(columns["source"])
+    if not rows:
+        raise ModelFileError(path, "no rows")
+    number, first = rows[0]
+    names = [cell.strip() for cell in first]
+    if set(features) <= set(names):
+        records = []
+        for number, row in rows[1:]:
+            if len(row) != len(names):
+                raise ModelFileError(path, f"line {number}: expected {len(names)} values (the "
+                                           f"header's columns), found {len(row)}")
+            records.append({name: cell for name, cell in zip(names, row) if name in features})
+        if not records:
+            raise ModelFileError(path, "a header and no rows")
+        return records
+    if set(names) & (set(source) - set(features)) or (set(names) & set(features)
+                                                     and not set(names) & set(_category_cells(columns))):
+        absent = [name for name in features if name not in names]
+        raise ModelFileError(path, f"line {number} looks like a header, but it has no column "
+                                   f"{absent[0]!r}; the model reads the columns "
+                                   f"{', '.join(repr(f) for f in features)}")
+    from mlpspec.data.tabular import is_missing
+
+    # The cells a header would hold names in: the features' (a row of the training file's
+    # columns also has the label's, which may be text).
+    feature_cells = ([first[source.index(name)] for name in features]
+                     if len(first) == len(source) else first)
+    if not _category_cells(columns) and not all(_is_number(c) or is_missing(c) for c in feature_cells):
+        rows = rows[1:]  # a header of other names, for a model of numbers only: as before, skipped
+        if not rows:
+            raise ModelFileError(path, "a header and no rows")
+    widths = (len(source), len(features))
+    for number, row in rows:
+        if len(row) not in widths:
+            raise ModelFileError(path, f"line {number}: expected the {len(source)} columns of the "
+                                       f"training file ({', '.join(source)}) or the {len(features)} "
+                                       f"feature columns ({', '.join(features)}), found {len(row)} values")
+    if len({len(row) for _, row in rows}) > 1:
+        raise ModelFileError(path, f"rows of {len(rows[0][1])} and of other numbers of values; "
+                                   f"expected the same columns in every row")
+    table = np.empty((len(rows), len(rows[0][1])), dtype=object)
+    table[...] = [row for _, row in rows]
+    return table
+
+
+def _category_cells(columns: dict) -> list[str]:
+    return [c for feature in columns["features"] for c in feature["categories"]]
 
 
 def _is_number(cell: str) -> bool:

@@ -31,7 +31,7 @@ def sweep(
     sample_seed: Annotated[int, typer.Option("--sample-seed", min=0, help="Seed of the random draws.")] = 0,
     seeds: Annotated[Optional[str], typer.Option("--seeds", metavar="S1,S2,...", help=(
         "Train each variant once per seed (default: the spec's seed).")) ] = None,
-    rank_by: Annotated[str, typer.Option("--rank-by", help="Validation metric: accuracy or loss.")] = "accuracy",
+    rank_by: Annotated[str, typer.Option("--rank-by", help="Validation metric: accuracy or loss (a regression spec ranks by loss).")] = "accuracy",
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Local worker processes.")] = 1,
     threads: Annotated[int, typer.Option("--threads", min=1, help=(
         "BLAS threads per trial (part of the train cache key); jobs x threads should not exceed the cores."))] = 1,
@@ -87,7 +87,7 @@ def sweep(
         typer.echo(json.dumps(json.loads((folder / "results.json").read_text())["leaderboard"]))
         return
     if not quiet:
-        typer.echo(format_leaderboard(outcome.standings, definition.rank_by, definition.swept_keys))
+        typer.echo(format_leaderboard(outcome.standings, plan.definition.rank_by, definition.swept_keys))
         counts = outcome.counts
         typer.echo(f"{counts['done']} trials: {counts['ran']} trained, {counts['cached']} cached, "
                    f"{counts['failed']} failed, in {outcome.seconds:.1f} s; results in {folder}"

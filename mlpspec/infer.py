@@ -664,6 +664,14 @@ def _category_text(cell: Any) -> str | None:
     return None if text.lower() in _MISSING_TEXTS else text
 
 
+def _as_number(text: str) -> Any:
+    """`text` as a float when it reads as one, else `text` unchanged."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _num(value: Any) -> str:
     """A number for a message: integers as such, others with 6 significant digits."""
     value = float(value)
@@ -1122,6 +1130,15 @@ class Model:
                 at += 1
                 continue
             index = feature["index"]
+            if column.dtype.kind in "biuf" and not np.isnan(column.astype(np.float64)).all() \
+                    and not any(isinstance(_as_number(c), float) for c in feature["categories"]):
+                # No category of this column is a number, so numbers here are no category:
+                # most likely encoded rows (encode()'s one-hot columns) given as raw ones,
+                # which unseen = "ignore" would otherwise answer with all zeros.
+                raise InputError(f"column {feature['name']!r}: expected its categories as text "
+                                 f"({_names(feature['categories'])}), found numbers (an array of "
+                                 f"{table.dtype}); predict() takes raw rows, not the encoded "
+                                 f"inputs that encode() returns")
             for i, cell in enumerate(column):
                 text = _category_text(cell)
                 if text is None:

@@ -220,6 +220,9 @@ class Pipeline:
         from mlpspec.train import Interrupted, fit
 
         data = self.prepared()
+        # Again here: a cached preprocess stage (its key does not cover network.inputs)
+        # skipped the check in _compute_preprocess.
+        _check_features(self.spec, data)
         checkpoint_dir = self.cache.checkpoint_dir(self.keys["train"])
         if self.force:
             atomic.remove(checkpoint_dir)
@@ -382,6 +385,10 @@ def _check_features(spec: model.Spec, data) -> None:
                            f"{', '.join(data.class_names[:12])})")
     if data.target_scaling is not None:
         check_targets(spec, data.y_train.shape[1])
+
+
+#: The spec against prepared data (network.inputs, the output layer): `validate` uses it too.
+check_features = _check_features
 
 
 def check_targets(spec: model.Spec, targets: int) -> None:

@@ -314,6 +314,11 @@ def load_csv(
         tables[role] = read_table(str(path), data, header=header, numeric=not categorical)
     names = tables["train"].names
     roles = {"train": train, "test": test}
+    for role, path in roles.items():  # before targets[1:] are checked as data.exclude
+        absent = [t for t in targets if t not in tables[role].names]
+        if absent:
+            raise DataError(f"{path}: data.targets: no column {absent[0]!r} in the header "
+                            f"(columns: {_show_list(tables[role].names)})")
     selected = {role: _select_columns(str(path), tables[role].names, label_column=label_column,
                                       header=header, features=features, exclude=exclude,
                                       categorical=categorical)
@@ -352,8 +357,9 @@ def load_csv(
     for role, path in roles.items():
         if missing == "error":
             _refuse_missing(str(path), tables[role], loaded[role], selected[role][1], header)
+    # Regression targets are checked (and their missing cells named) below, as targets.
     labels = {role: _label_cells(str(path), tables[role], selected[role][0])
-              for role, path in roles.items()}
+              for role, path in roles.items()} if task != "regression" else {}
     where = f"column {label + 1} ({names[label]!r}, labels)" if header else f"column {label + 1} (labels)"
     if task == "regression":
         target_names: tuple[str, ...] = tuple(targets) or (names[label],)

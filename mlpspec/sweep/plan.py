@@ -332,6 +332,10 @@ def plan_sweep(definition: SweepDefinition, *, threads: int = 1) -> SweepPlan:
         plain = load_spec(definition.spec_path, definition.base_overrides)
     except SpecError as error:
         raise SweepError([f"base spec: {p}" for p in error.problems]) from None
+    if plain.task == "regression" and definition.rank_by == "accuracy":
+        # A regression trial has no accuracy (its validation_accuracy is None): rank on
+        # the validation loss, the one metric both tasks report.
+        definition = attrs.evolve(definition, rank_by="loss")
     if plain.data.validation.take_from == "none":
         problems.append(f"{definition.spec_path}: data.validation.take_from: a sweep ranks "
                         f"variants on the validation set; expected \"test\" or \"train\", found \"none\"")
