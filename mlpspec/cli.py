@@ -232,6 +232,8 @@ def evaluate_command(
     from mlpspec import infer
     from mlpspec.cli_model import load_model, printable
     from mlpspec.data.prepare import load_raw, split_validation
+    import numpy as np
+
     from mlpspec.evaluate import evaluate_model_file
 
     if out is not None and out.exists() and not out.is_dir():
@@ -266,13 +268,17 @@ def evaluate_command(
     if model.outputs != raw.classes:
         _fail(f"error: {model_file}: the model has {model.outputs} classes (outputs) and the data "
               f"of {label} has {raw.classes}; a score would compare unrelated labels")
-    if tuple(model.classes) != tuple(raw.class_names):
-        typer.echo(f"warning: {model_file}: the model's class names "
-                   f"({printable(', '.join(model.classes))}) differ from the data's "
-                   f"({printable(', '.join(raw.class_names))}); scoring by position", err=True)
+    own, theirs = tuple(model.classes), tuple(raw.class_names)
+    if own != theirs and sorted(own) == sorted(theirs):
+        # The same classes in another order: the data's labels are mapped by name.
+        labels = np.array([own.index(name) for name in theirs], dtype=np.int64)[labels]
+    elif own != theirs:
+        _fail(f"error: {model_file}: the model's classes ({printable(', '.join(own))}) are not "
+              f"the classes of {label} ({printable(', '.join(theirs))}); a score would compare "
+              f"unrelated labels")
     folder, result = _score_into(
         out, model_file, label, split,
-        lambda folder, title: evaluate_model_file(model, images, labels, raw.class_names, folder, title))
+        lambda folder, title: evaluate_model_file(model, images, labels, own, folder, title))
     metrics = result["test"]
     if as_json:
         typer.echo(json.dumps({k: metrics[k] for k in ("accuracy", "loss", "samples")}))

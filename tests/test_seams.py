@@ -431,3 +431,18 @@ def test_a_wrong_input_count_is_named_by_validate_and_by_a_cached_run(regression
     assert result.exit_code == 2 and expected in result.output, result.output
     result = invoke("run", wrong, "--out", tmp_path / "run", "--cache-dir", folder / "cache")
     assert result.exit_code == 2 and expected in result.output, result.output
+
+
+def test_evaluate_refuses_a_dataset_whose_classes_are_other_names(odd, tmp_path):
+    """Same number of classes, one of them another animal: scoring by position would count
+    'wolf' rows right when the model says 'fox'. Refused, naming both lists."""
+    folder, spec_path, model_path, _ = odd
+    header = ["size", "color", "animal", "weight"]
+    renamed = [[*row[:2], "wolf" if row[2] == ODD_LABELS[3] else row[2], row[3]]
+               for row in odd_rows(0, 200)]
+    write_csv(tmp_path / "train.csv", header, renamed)
+    write_csv(tmp_path / "test.csv", header, renamed[:60])
+    (tmp_path / "odd.toml").write_text(spec_path.read_text())
+    result = invoke("evaluate", model_path, "--on", tmp_path / "odd.toml", "--out", tmp_path / "ev")
+    assert result.exit_code == 2, result.output
+    assert "are not the classes of" in result.output and "wolf" in result.output
