@@ -77,35 +77,39 @@ def draw_curves(history: Sequence[dict], path: Path, title: str) -> None:
 def draw_predictions(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str],
                      path: Path, title: str) -> None:
     """Predicted against actual values, one panel per target, with the diagonal y = x."""
-    plt = _pyplot()
-    k = y_true.shape[1]
-    figure, axes = plt.subplots(1, k, figsize=(4.5 * k, 4.5), dpi=100, squeeze=False)
-    for j, axis in enumerate(axes[0]):
+
+    def panel(axis, j: int, name: str) -> None:
         axis.scatter(y_true[:, j], y_pred[:, j], s=8, alpha=0.6)
         both = np.concatenate([y_true[:, j], y_pred[:, j]])
         low, high = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
         axis.plot([low, high], [low, high], color="black", lw=1, label="predicted = actual")
-        axis.set_xlabel(f"actual {_short(str(names[j]))}")
-        axis.set_ylabel(f"predicted {_short(str(names[j]))}")
-        axis.grid(alpha=0.3)
+        axis.set_xlabel(f"actual {name}")
+        axis.set_ylabel(f"predicted {name}")
         axis.legend(loc="upper left")
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, metadata={"Software": None})
-    plt.close(figure)
+
+    _target_panels(names, panel, 4.5, path, title)
 
 
 def draw_residuals(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str],
                    path: Path, title: str) -> None:
     """Residuals (actual - predicted) against predicted values, one panel per target."""
-    plt = _pyplot()
-    k = y_true.shape[1]
-    figure, axes = plt.subplots(1, k, figsize=(4.5 * k, 4), dpi=100, squeeze=False)
-    for j, axis in enumerate(axes[0]):
+
+    def panel(axis, j: int, name: str) -> None:
         axis.scatter(y_pred[:, j], y_true[:, j] - y_pred[:, j], s=8, alpha=0.6)
         axis.axhline(0.0, color="black", lw=1)
-        axis.set_xlabel(f"predicted {_short(str(names[j]))}")
+        axis.set_xlabel(f"predicted {name}")
         axis.set_ylabel("residual (actual - predicted)")
+
+    _target_panels(names, panel, 4.0, path, title)
+
+
+def _target_panels(names: Sequence[str], panel, height: float, path: Path, title: str) -> None:
+    """One gridded panel per target, side by side, drawn by `panel(axis, j, short name)`."""
+    plt = _pyplot()
+    k = len(names)
+    figure, axes = plt.subplots(1, k, figsize=(4.5 * k, height), dpi=100, squeeze=False)
+    for j, axis in enumerate(axes[0]):
+        panel(axis, j, _short(str(names[j])))
         axis.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()
