@@ -56,8 +56,10 @@ def _load_checked(spec: Path, overrides: list[str] | None):
 @app.command()
 @user_errors
 def validate(spec: SpecArg, set_: SetOption = None) -> None:
-    """Check a spec and its local data files' headers and counts; exit 0 when valid,
-    2 with every problem (and its fix) otherwise."""
+    """Check a spec and its local data files (headers and counts); exit 2 with every problem.
+
+    Each problem names the file and key and says how to fix it; exit 0 when valid.
+    """
     loaded = _load_checked(spec, set_)
     from mlpspec.spec.model import CsvSource
 

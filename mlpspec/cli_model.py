@@ -70,8 +70,7 @@ def predict(
         help="Images: invert grey levels. auto inverts dark ink on a light background "
              "(the border's median brighter than mid-grey); yes/no force it.")] = "auto",
 ) -> None:
-    """Classify raw samples with a model file: prints the top classes of each sample
-    (a regression model: the predicted value of each target).
+    """Predict raw samples with a model file: the top classes, or a regression model's values.
 
     Samples are raw, as the training data gave them (pixels 0..255, CSV
     numbers); the model applies its own preprocessing and refuses samples that
