@@ -199,6 +199,11 @@ def _headline(split: str, part: dict) -> str:
             f"({part['samples']} samples){loss}")
 
 
+def _seconds(value: float) -> str:
+    """A duration as a person reads it: 43.1 s, 0.042 s (not "0.0 s")."""
+    return f"{value:.1f} s" if value >= 1 else f"{value:.2g} s"
+
+
 def _stage_table(result) -> str:
     lines = [f"{'stage':<11}{'status':<12}{'seconds':>8}  key"]
     for record in result.stages:
@@ -208,7 +213,7 @@ def _stage_table(result) -> str:
     for split in ("test", "validation"):
         if split in metrics:
             lines.append(_headline(split, metrics[split]))
-    lines.append(f"trained {metrics['epochs_run']} epochs in {metrics['train_seconds']:.1f} s"
+    lines.append(f"trained {metrics['epochs_run']} epochs in {_seconds(metrics['train_seconds'])}"
                  f"{' (stopped early)' if metrics['stopped_early'] else ''}; "
                  f"run folder {result.run_dir}")
     return "\n".join(lines)
