@@ -50,3 +50,44 @@ def npz_spec(name: str, *, inputs: int, seed: int = 0, data: str = "") -> str:
     return (f'spec_version = 1\nname = "{name}"\nseed = {seed}\n'
             f'[data]\nsource = "npz"\ntrain = "train.npz"\ntest = "test.npz"\nclasses = 3\n'
             f"{data}[network]\ninputs = {inputs}\n")
+
+
+_STANDALONE_PREAMBLE = '''\
+import importlib.abc, json, sys
+
+class NoMlpspec(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "mlpspec":
+            raise ImportError(f"{name} is blocked in this process")
+        return None
+
+sys.meta_path.insert(0, NoMlpspec())
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import infer
+
+'''
+
+
+def run_standalone_infer(folder: Path, body: str, *args) -> dict:
+    """Run `body` with a copy of infer.py in a fresh interpreter where mlpspec cannot be
+    imported (the path another program takes); return the JSON it prints.
+
+    `body` sees `infer`, `np`, `json` and `sys`; `sys.argv[2:]` are `args`.
+    """
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import textwrap
+
+    from mlpspec import infer
+
+    elsewhere = folder / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    shutil.copy(infer.__file__, elsewhere / "infer.py")
+    (folder / "check.py").write_text(_STANDALONE_PREAMBLE + textwrap.dedent(body))
+    done = subprocess.run([sys.executable, "-I", str(folder / "check.py"), str(elsewhere),
+                           *map(str, args)], capture_output=True, text=True, cwd=folder, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

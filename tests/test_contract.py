@@ -9,11 +9,6 @@ model was trained on is refused with a message, never answered.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +20,7 @@ from mlpspec.data.prepare import load_raw, prepare, split_validation
 from mlpspec.spec import load_spec
 from mlpspec.train import build_network
 
-from conftest import npz_spec
+from conftest import npz_spec, run_standalone_infer
 
 runner = CliRunner()
 
@@ -95,19 +90,8 @@ def test_evaluate_on_the_spec_matches_the_run(tabular_run):
     assert evaluated["accuracy"] == summary["test"]["accuracy"]
 
 
-STANDALONE = textwrap.dedent("""
-    import importlib.abc, json, sys
-
-    class NoMlpspec(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.partition(".")[0] == "mlpspec":
-                raise ImportError(f"{name} is blocked in this process")
-            return None
-
-    sys.meta_path.insert(0, NoMlpspec())
-    import numpy as np
-    sys.path.insert(0, sys.argv[1])
-    import infer
+# Run by conftest.run_standalone_infer: a copy of infer.py, mlpspec unimportable.
+STANDALONE = """
 
     model = infer.load(sys.argv[2])
     rows = np.load(sys.argv[3])
@@ -120,7 +104,7 @@ STANDALONE = textwrap.dedent("""
     else:
         refused = None
     print(json.dumps({"labels": labels, "one_at_a_time": one_at_a_time, "refused": refused}))
-""")
+"""
 
 
 def test_standalone_infer_on_raw_rows_matches_the_trainer(tabular_run, tmp_path):
@@ -137,14 +121,7 @@ def test_standalone_infer_on_raw_rows_matches_the_trainer(tabular_run, tmp_path)
     x_test = split_validation(raw, spec.data.validation, spec.seed)[4]
     assert x_test.dtype == np.float64
     np.save(tmp_path / "rows.npy", x_test)
-    (tmp_path / "elsewhere").mkdir()
-    shutil.copy(infer.__file__, tmp_path / "elsewhere" / "infer.py")
-    (tmp_path / "check.py").write_text(STANDALONE)
-    done = subprocess.run([sys.executable, "-I", str(tmp_path / "check.py"), str(tmp_path / "elsewhere"),
-                           str(model_path), str(tmp_path / "rows.npy")],
-                          capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = run_standalone_infer(tmp_path, STANDALONE, model_path, tmp_path / "rows.npy")
     assert report["labels"] == trainer_labels.tolist()
     assert report["one_at_a_time"] == trainer_labels.tolist()
     # Standardized rows handed to predict (which takes raw rows) are refused.

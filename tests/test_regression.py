@@ -27,6 +27,8 @@ from mlpspec.errors import MlpspecError
 from mlpspec.spec import load_spec, parse_spec
 from mlpspec.train import build_network, fit
 
+from conftest import run_standalone_infer
+
 runner = CliRunner()
 
 
@@ -195,19 +197,8 @@ def test_inspect_shows_task_and_targets(regression_run):
 
 # ---------------------------------------------------------------- infer.py alone
 
-STANDALONE = textwrap.dedent("""
-    import importlib.abc, json, sys
-
-    class NoMlpspec(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.partition(".")[0] == "mlpspec":
-                raise ImportError(f"{name} is blocked in this process")
-            return None
-
-    sys.meta_path.insert(0, NoMlpspec())
-    import numpy as np
-    sys.path.insert(0, sys.argv[1])
-    import infer
+# Run by conftest.run_standalone_infer: a copy of infer.py, mlpspec unimportable.
+STANDALONE = """
 
     model = infer.load(sys.argv[2])
     rows = np.load(sys.argv[3])
@@ -222,7 +213,7 @@ STANDALONE = textwrap.dedent("""
     print(json.dumps({"values": values.tolist(), "shape": list(values.shape),
                       "one": one.tolist(), "task": model.task, "names": list(model.target_names),
                       "refused": refused}))
-""")
+"""
 
 
 def test_standalone_infer_returns_the_trainers_values(regression_run, tmp_path):
@@ -230,14 +221,8 @@ def test_standalone_infer_returns_the_trainers_values(regression_run, tmp_path):
     predicted, _, data = trainer_values(folder, spec_path)
     rows = load_raw(load_spec(spec_path).data, folder, task="regression").x_test
     np.save(tmp_path / "rows.npy", rows)
-    (tmp_path / "elsewhere").mkdir()
-    shutil.copy(infer.__file__, tmp_path / "elsewhere" / "infer.py")
-    (tmp_path / "check.py").write_text(STANDALONE)
-    done = subprocess.run([sys.executable, "-I", str(tmp_path / "check.py"), str(tmp_path / "elsewhere"),
-                           str(folder / "run" / "model.mlpm"), str(tmp_path / "rows.npy")],
-                          capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = run_standalone_infer(tmp_path, STANDALONE, folder / "run" / "model.mlpm",
+                                  tmp_path / "rows.npy")
     assert report["task"] == "regression" and report["names"] == list(data.target_names)
     assert report["shape"] == list(predicted.shape)
     assert report["values"] == predicted.tolist()  # the whole batch: bit for bit the trainer's

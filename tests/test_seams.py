@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -25,6 +23,8 @@ from mlpspec.cli import app
 from mlpspec.data.prepare import load_raw, prepare
 from mlpspec.spec import load_spec
 from mlpspec.train import build_network
+
+from conftest import run_standalone_infer
 
 runner = CliRunner()
 COLORS = ["red", "green", "blue"]
@@ -185,19 +185,9 @@ def test_predict_cli_takes_csv_rows_of_a_tabular_regression_model(regression, tm
     assert "no column 'color'" in result.output
 
 
-STANDALONE = textwrap.dedent("""
-    import importlib.abc, json, sys
-
-    class NoMlpspec(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.partition(".")[0] == "mlpspec":
-                raise ImportError(f"{name} is blocked in this process")
-            return None
-
-    sys.meta_path.insert(0, NoMlpspec())
+# Run by conftest.run_standalone_infer: a copy of infer.py, mlpspec unimportable.
+STANDALONE = """
     import csv
-    sys.path.insert(0, sys.argv[1])
-    import infer
 
     model = infer.load(sys.argv[2])
     with open(sys.argv[3], newline="") as stream:
@@ -207,20 +197,13 @@ STANDALONE = textwrap.dedent("""
     print(json.dumps({"rows": model.predict(rows).tolist(),
                       "records": model.predict(records).tolist(),
                       "one": model.predict(records[0]).tolist()}))
-""")
+"""
 
 
 def test_standalone_infer_on_csv_regression_rows_matches_the_trainer(regression, tmp_path):
     folder, spec_path, model_path, _ = regression
     trained = regression_trainer(folder, spec_path, model_path)
-    (tmp_path / "elsewhere").mkdir()
-    shutil.copy(infer.__file__, tmp_path / "elsewhere" / "infer.py")
-    (tmp_path / "check.py").write_text(STANDALONE)
-    done = subprocess.run([sys.executable, "-I", str(tmp_path / "check.py"), str(tmp_path / "elsewhere"),
-                           str(model_path), str(folder / "test.csv")],
-                          capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = run_standalone_infer(tmp_path, STANDALONE, model_path, folder / "test.csv")
     np.testing.assert_array_equal(report["rows"], trained)
     np.testing.assert_array_equal(report["records"], trained)
     np.testing.assert_array_equal(report["one"], trained[0])

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +22,8 @@ from mlpspec.cli import app
 from mlpspec.data.prepare import load_raw, prepare
 from mlpspec.spec import load_spec
 from mlpspec.train import build_network
+
+from conftest import run_standalone_infer
 
 runner = CliRunner()
 INFER_SOURCE = Path(infer.__file__)
@@ -154,19 +152,8 @@ def test_evaluate_on_the_spec_matches_the_run(animals):
     assert evaluated["accuracy"] == summary["test"]["accuracy"]
 
 
-STANDALONE = textwrap.dedent("""
-    import importlib.abc, json, sys
-
-    class NoMlpspec(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.partition(".")[0] == "mlpspec":
-                raise ImportError(f"{name} is blocked in this process")
-            return None
-
-    sys.meta_path.insert(0, NoMlpspec())
-    import numpy as np
-    sys.path.insert(0, sys.argv[1])
-    import infer
+# Run by conftest.run_standalone_infer: a copy of infer.py, mlpspec unimportable.
+STANDALONE = """
 
     model = infer.load(sys.argv[2])
     given = json.loads(open(sys.argv[3]).read())
@@ -181,7 +168,7 @@ STANDALONE = textwrap.dedent("""
     except infer.InputError as error:
         out["unseen"] = str(error)
     print(json.dumps(out))
-""")
+"""
 
 
 def test_standalone_infer_on_raw_rows_matches_the_trainer(animals, tmp_path):
@@ -196,13 +183,7 @@ def test_standalone_infer_on_raw_rows_matches_the_trainer(animals, tmp_path):
     assert any(r[columns["weight"]] == "" for r in rows)  # the fill is exercised
     (tmp_path / "given.json").write_text(json.dumps({"rows": rows, "features": features,
                                                      "records": records}))
-    (tmp_path / "elsewhere").mkdir()
-    shutil.copy(INFER_SOURCE, tmp_path / "elsewhere" / "infer.py")
-    done = subprocess.run([sys.executable, "-c", STANDALONE, str(tmp_path / "elsewhere"),
-                           str(model_path), str(tmp_path / "given.json")],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    out = run_standalone_infer(tmp_path, STANDALONE, model_path, tmp_path / "given.json")
     for key in ("rows", "features", "records"):
         np.testing.assert_allclose(out[key], expected, rtol=1e-5, atol=1e-6, err_msg=key)
     assert out["one"] == int(expected[0].argmax())
