@@ -91,3 +91,16 @@ def run_standalone_infer(folder: Path, body: str, *args) -> dict:
                            *map(str, args)], capture_output=True, text=True, cwd=folder, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def invoke(*args) -> object:
+    """The `mlpspec` CLI in-process (typer's CliRunner), as a user runs it: it may exit
+    with any code, but never with a traceback or an exception other than SystemExit."""
+    from typer.testing import CliRunner
+
+    from mlpspec.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    return result

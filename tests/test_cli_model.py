@@ -9,24 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
-from typer.testing import CliRunner
 
 from mlpspec import cli_model, infer
 from mlpspec.data.idx import encode_idx
+
+from conftest import invoke
 
 V1_0 = Path(__file__).parent / "model_files" / "v1.0.mlpm"
 PINNED_INPUTS = np.arange(2 * 16, dtype=np.uint8).reshape(2, 4, 4) * 7
 
 app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
 cli_model.register(app)
-runner = CliRunner()
 
 
-def invoke(*args: str):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def test_predict_npy_batch_and_single(tmp_path):

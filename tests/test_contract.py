@@ -12,17 +12,14 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from mlpspec import infer
-from mlpspec.cli import app
 from mlpspec.data.prepare import load_raw, prepare, split_validation
 from mlpspec.spec import load_spec
 from mlpspec.train import build_network
 
-from conftest import npz_spec, run_standalone_infer
+from conftest import invoke, npz_spec, run_standalone_infer
 
-runner = CliRunner()
 
 # Wine-like features: a few units apart in some columns, hundreds in others,
 # with means far from 0, so standardized features look nothing like raw ones.
@@ -58,11 +55,6 @@ def tabular_rows(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def invoke(*args) -> object:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    return result
 
 
 @pytest.fixture(scope="module")

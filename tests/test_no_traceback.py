@@ -20,29 +20,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from mlpspec.cache import Cache, verify
-from mlpspec.cli import app
 from mlpspec.data.download import fetch_file
 from mlpspec.data.sources import RemoteFile
 from mlpspec.errors import DownloadError
 
-from conftest import SPECS, mnist_mirror, npz_spec
+from conftest import SPECS, invoke, mnist_mirror, npz_spec
 
 try:
     import resource
 except ImportError:  # not on Windows
     resource = None
 
-runner = CliRunner()
 
 
-def invoke(*args: str):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    return result
 
 
 def fails_with(message: str, *args: str) -> str:

@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from mlpspec.cli import app
 from mlpspec.data.idx import read_idx_file
 
-from conftest import _session_home, mnist_mirror
+from conftest import _session_home, invoke, mnist_mirror
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -50,14 +48,8 @@ type = "momentum.v1"
 learning_rate = 0.05
 """
 
-runner = CliRunner()
 
 
-def invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 @pytest.fixture(scope="session")

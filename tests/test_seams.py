@@ -16,26 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from mlpspec import infer
-from mlpspec.cli import app
 from mlpspec.data.prepare import load_raw, prepare
 from mlpspec.spec import load_spec
 from mlpspec.train import build_network
 
-from conftest import run_standalone_infer
+from conftest import invoke, run_standalone_infer
 
-runner = CliRunner()
 COLORS = ["red", "green", "blue"]
 REG_HEADER = ["a", "color", "b", "ya", "yb"]
 
 
-def invoke(*args) -> object:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    return result
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:

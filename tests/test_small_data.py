@@ -12,22 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from mlpspec.cli import app
 from mlpspec.data.idx import encode_idx
 
-runner = CliRunner()
+from conftest import invoke
+
 
 LAYERS = '[[network.layers]]\ntype = "dense.v1"\nunits = 3\n[train]\nepochs = 10\nbatch_size = 32\n' \
          '[train.optimizer]\ntype = "adam.v1"\nlearning_rate = 0.01\n'
 
 
-def invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def blobs(n: int, seed: int, features: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -15,17 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from mlpspec import infer
-from mlpspec.cli import app
 from mlpspec.data.prepare import load_raw, prepare
 from mlpspec.spec import load_spec
 from mlpspec.train import build_network
 
-from conftest import run_standalone_infer
+from conftest import invoke, run_standalone_infer
 
-runner = CliRunner()
 INFER_SOURCE = Path(infer.__file__)
 HEADER = ["id", "size", "color", "animal", "weight", "note"]
 COLORS = ["red", "green", "blue"]
@@ -90,11 +87,6 @@ learning_rate = 0.01
 """
 
 
-def invoke(*args) -> object:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    return result
 
 
 @pytest.fixture(scope="module")
