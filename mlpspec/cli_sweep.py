@@ -28,10 +28,13 @@ def sweep(
     choice: Annotated[Repeated, typer.Option("--choice", metavar="KEY=[V1,V2,...]",
                                              help="A random axis, one of the values.")] = None,
     trials: Annotated[int, typer.Option("--trials", min=0, help="Random draws (with random axes).")] = 0,
-    sample_seed: Annotated[int, typer.Option("--sample-seed", min=0, help="Seed of the random draws.")] = 0,
+    sample_seed: Annotated[Optional[int], typer.Option("--sample-seed", min=0, help=(
+        "Seed of the random draws [default: the sweep file's, else 0].")) ] = None,
     seeds: Annotated[Optional[str], typer.Option("--seeds", metavar="S1,S2,...", help=(
         "Train each variant once per seed (default: the spec's seed).")) ] = None,
-    rank_by: Annotated[str, typer.Option("--rank-by", help="Validation metric: accuracy or loss (a regression spec ranks by loss).")] = "accuracy",
+    rank_by: Annotated[Optional[str], typer.Option("--rank-by", help=(
+        "Validation metric: accuracy or loss [default: the sweep file's, else accuracy; "
+        "loss for a regression spec].")) ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Local worker processes.")] = 1,
     threads: Annotated[int, typer.Option("--threads", min=1, help=(
         "BLAS threads per trial (part of the train cache key); jobs x threads should not exceed the cores."))] = 1,
@@ -48,13 +51,15 @@ def sweep(
     Every variant is validated before anything trains; variants already in the
     cache are not trained again. Ctrl-C keeps finished trials; the same command resumes.
     """
+    import attrs
+
     from mlpspec.cache import Cache, default_cache_dir
     from mlpspec.errors import MlpspecError
     from mlpspec.sweep import engines, plan as plan_mod
     from mlpspec.sweep.driver import run_sweep
     from mlpspec.sweep.results import format_leaderboard
 
-    if rank_by not in plan_mod.RANK_BY:
+    if rank_by is not None and rank_by not in plan_mod.RANK_BY:
         raise plan_mod.SweepError([f"--rank-by: expected one of {', '.join(plan_mod.RANK_BY)}, "
                                    f"found {rank_by!r}"])
     if scheduler is not None and jobs != 1:
@@ -68,7 +73,7 @@ def sweep(
     if _is_sweep_file(target):
         definition = plan_mod.read_sweep_file(target, command_line)
     else:
-        definition = plan_mod.SweepDefinition(**{**_fields(command_line), "name": target.stem})
+        definition = attrs.evolve(command_line, name=target.stem)
     plan = plan_mod.plan_sweep(definition, threads=threads)
     say = (lambda line: None) if quiet or as_json else (lambda line: typer.echo(line, err=True))
     if scheduler is not None:
@@ -106,12 +111,6 @@ def _is_sweep_file(path: Path) -> bool:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return False  # load_spec reports what is wrong with it
     return "spec" in table and "spec_version" not in table
-
-
-def _fields(definition) -> dict:
-    import attrs
-
-    return {f.name: getattr(definition, f.name) for f in attrs.fields(type(definition))}
 
 
 runs_app = typer.Typer(help="List and compare run folders.", no_args_is_help=True)

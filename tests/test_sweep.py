@@ -355,3 +355,21 @@ def test_the_shipped_mnist_sweep_plans_twelve_valid_trials():
     assert len(plan.trials) == 12
     assert len({t.keys["train"] for t in plan.trials}) == 12
     assert len({t.keys["preprocess"] for t in plan.trials}) == 2  # one data preparation per seed
+
+
+def test_the_command_line_overrides_what_the_sweep_file_says(project):
+    """--rank-by and --sample-seed win over the file's rank_by and random.seed, also when
+    they name the default value or come without --trials (they were silently dropped)."""
+    from mlpspec.sweep.plan import SweepDefinition, plan_sweep, read_sweep_file
+
+    path = project / "specs" / "ranked.toml"
+    path.write_text('spec = "blobs.toml"\nrank_by = "loss"\n[random]\ntrials = 2\nseed = 7\n'
+                    '"train.optimizer.learning_rate" = {log_uniform = [0.001, 0.3]}\n')
+    line = SweepDefinition(spec_path=path, name="", rank_by="accuracy", sample_seed=3)
+    merged = plan_sweep(read_sweep_file(path, line)).definition
+    assert (merged.rank_by, merged.sample_seed) == ("accuracy", 3)
+    kept = plan_sweep(read_sweep_file(path, SweepDefinition(spec_path=path, name=""))).definition
+    assert (kept.rank_by, kept.sample_seed) == ("loss", 7)
+    drawn = {plan_sweep(read_sweep_file(path, SweepDefinition(spec_path=path, name="", sample_seed=s)))
+             .trials[0].overrides for s in (3, 7)}
+    assert len(drawn) == 2  # the seed given on the command line decides the draws

@@ -85,9 +85,9 @@ class SweepDefinition:
     grid: Mapping[str, tuple[Any, ...]] = attrs.field(factory=dict)
     random: Mapping[str, Distribution] = attrs.field(factory=dict)
     trials: int = 0
-    sample_seed: int = 0
+    sample_seed: int | None = None  # None: not given (0)
     seeds: tuple[int, ...] | None = None  # None: the spec's own seed
-    rank_by: str = "accuracy"
+    rank_by: str | None = None  # None: not given (accuracy, or loss for a regression spec)
     source: str = "<command line>"  # the sweep file, for messages
 
     @property
@@ -151,7 +151,7 @@ def read_sweep_file(path: Path, extra: SweepDefinition | None = None) -> SweepDe
         base = []
     grid = _read_grid(raw.get("grid", {}), f"{source}: grid", problems)
     random_table = raw.get("random", {})
-    trials, sample_seed, random = 0, 0, {}
+    trials, sample_seed, random = 0, None, {}
     if not isinstance(random_table, dict):
         problems.append(f"{source}: random: expected a table, found {_kind(random_table)}")
     elif random_table:
@@ -170,8 +170,8 @@ def read_sweep_file(path: Path, extra: SweepDefinition | None = None) -> SweepDe
                 if dist is not None:
                     random[key] = dist
     seeds = _read_seeds(raw.get("seeds"), f"{source}: seeds", problems)
-    rank_by = raw.get("rank_by", "accuracy")
-    if rank_by not in RANK_BY:
+    rank_by = raw.get("rank_by")
+    if rank_by is not None and rank_by not in RANK_BY:
         problems.append(f"{source}: rank_by: expected one of {', '.join(RANK_BY)}, found {rank_by!r}")
     for key in set(grid) & set(random):
         problems.append(f"{source}: {key}: both a grid axis and a random axis; keep one")
@@ -191,8 +191,9 @@ def merge(base: SweepDefinition, extra: SweepDefinition) -> SweepDefinition:
     return attrs.evolve(
         base, base_overrides=base.base_overrides + extra.base_overrides, grid=grid, random=random,
         trials=extra.trials or base.trials, seeds=extra.seeds or base.seeds,
-        sample_seed=extra.sample_seed if extra.trials else base.sample_seed,
-        rank_by=extra.rank_by if extra.rank_by != "accuracy" else base.rank_by)
+        # What the command line gives wins, what it leaves out comes from the file.
+        sample_seed=extra.sample_seed if extra.sample_seed is not None else base.sample_seed,
+        rank_by=extra.rank_by if extra.rank_by is not None else base.rank_by)
 
 
 def parse_axes(*, grid: Sequence[str] = (), uniform: Sequence[str] = (),
@@ -333,9 +334,12 @@ def plan_sweep(definition: SweepDefinition, *, threads: int = 1) -> SweepPlan:
     except SpecError as error:
         raise SweepError([f"base spec: {p}" for p in error.problems]) from None
     if plain.task == "regression" and definition.rank_by == "accuracy":
-        # A regression trial has no accuracy (its validation_accuracy is None): rank on
-        # the validation loss, the one metric both tasks report.
-        definition = attrs.evolve(definition, rank_by="loss")
+        problems.append(f"{definition.source}: rank_by: expected 'loss' for a regression spec "
+                        f"(its trials have no accuracy), found 'accuracy'")
+    # Unset: accuracy, or for regression the validation loss (the one metric both tasks report).
+    definition = attrs.evolve(
+        definition, sample_seed=definition.sample_seed or 0,
+        rank_by=definition.rank_by or ("loss" if plain.task == "regression" else "accuracy"))
     if plain.data.validation.take_from == "none":
         problems.append(f"{definition.spec_path}: data.validation.take_from: a sweep ranks "
                         f"variants on the validation set; expected \"test\" or \"train\", found \"none\"")
