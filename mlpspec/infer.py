@@ -313,6 +313,15 @@ def _field(table: dict, key: str, path: str, kind: type | tuple[type, ...], requ
     return value
 
 
+def _unique(names: list[str], where: str) -> None:
+    """Each name once: `where[i]` names the first repeat."""
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise ModelFormatError(f"{where}[{i}]", f"expected each name once, found {_show(name)} again")
+        seen.add(name)
+
+
 def _as_tuple(kind) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
@@ -783,6 +792,7 @@ class Model:
             for i, name in enumerate(names):
                 if not isinstance(name, str):
                     raise ModelFormatError(f"{path}.{key}[{i}]", f"expected a string, found {_show(name)}")
+            _unique(names, f"{path}.{key}")  # a row's cells are found by name
         features = _field(columns, "features", path, list)
         width = 0
         checked = []
@@ -791,11 +801,15 @@ class Model:
             if not isinstance(entry, dict):
                 raise ModelFormatError(where, f"expected a map, found {_kind(entry)}")
             name = _field(entry, "name", where, str)
+            if any(seen["name"] == name for seen in checked):
+                raise ModelFormatError(f"{where}.name", f"expected each feature once, found {_show(name)} again")
             if name not in source:
                 raise ModelFormatError(f"{where}.name", f"expected one of the source columns, found {_show(name)}")
             kind = _field(entry, "kind", where, str)
             if kind == "numeric":
                 fill = _field(entry, "fill", where, (int, float), required=False, default=None)
+                if fill is not None and not math.isfinite(fill):
+                    raise ModelFormatError(f"{where}.fill", f"expected a finite number, found {fill!r}")
                 categories: list[str] = []
                 width += 1
             elif kind == "categorical":
@@ -987,6 +1001,7 @@ class Model:
         for i, name in enumerate(names):
             if not isinstance(name, str):
                 raise ModelFormatError(f"{where}[{i}]", f"expected a string, found {_show(name)}")
+        _unique(names, where)  # answers are keyed and matched by name
         return names
 
     # -- inference

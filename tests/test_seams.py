@@ -9,6 +9,7 @@ answer against the trainer's, so a silent wrong answer fails.
 from __future__ import annotations
 
 import csv
+import re
 import json
 import shutil
 import textwrap
@@ -421,3 +422,24 @@ def test_evaluate_refuses_a_dataset_whose_classes_are_other_names(odd, tmp_path)
     result = invoke("evaluate", model_path, "--on", tmp_path / "odd.toml", "--out", tmp_path / "ev")
     assert result.exit_code == 2, result.output
     assert "are not the classes of" in result.output and "wolf" in result.output
+
+
+@pytest.mark.parametrize("damage, field", [
+    (lambda d: d["preprocessing"]["columns"]["source"].__setitem__(1, d["preprocessing"]["columns"]["source"][0]),
+     "preprocessing.columns.source[1]: expected each name once"),
+    (lambda d: d["preprocessing"]["columns"]["features"][0].__setitem__("fill", float("nan")),
+     "preprocessing.columns.features[0].fill: expected a finite number"),
+    (lambda d: d["classes"].__setitem__(1, d["classes"][0]), "classes[1]: expected each name once"),
+])
+def test_model_files_with_repeated_names_or_a_nan_fill_are_refused_at_load(odd, damage, field):
+    """A repeated column name would read one column twice; a NaN fill would blame the input
+    at predict time (and pass through ONNX): both are refused when the file is read."""
+    import msgpack
+
+    _, _, model_path, _ = odd
+    document = msgpack.unpackb(model_path.read_bytes(), raw=False)
+    del document["checksum"]
+    assert document["preprocessing"]["columns"]["features"][0]["kind"] == "numeric"
+    damage(document)
+    with pytest.raises(infer.ModelFormatError, match=re.escape(field)):
+        infer.load(infer.encode(document))
