@@ -383,6 +383,11 @@ def _check_features(spec: model.Spec, data) -> None:
         raise MlpspecError(f"network.layers: the last dense layer has {dense[-1].units} units, "
                            f"expected {data.classes} (the classes in the training labels: "
                            f"{', '.join(data.class_names[:12])})")
+    loss = spec.train.loss
+    weights = loss.class_weights if isinstance(loss, model.CrossEntropyLoss) else ()
+    if weights and data.classes and len(weights) != data.classes:
+        raise MlpspecError(f"train.loss.class_weights: expected {data.classes} weights (one per "
+                           f"class: {', '.join(data.class_names[:12])}), found {len(weights)}")
     if data.target_scaling is not None:
         check_targets(spec, data.y_train.shape[1])
 

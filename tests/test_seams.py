@@ -443,3 +443,24 @@ def test_model_files_with_repeated_names_or_a_nan_fill_are_refused_at_load(odd, 
     damage(document)
     with pytest.raises(infer.ModelFormatError, match=re.escape(field)):
         infer.load(infer.encode(document))
+
+
+def test_class_weights_on_a_csv_whose_classes_come_from_its_labels(odd, tmp_path):
+    """A CSV source's classes are counted from its labels (classes = 0 in the spec): explicit
+    class weights were refused as "expected 0 weights"; now they are checked against the
+    classes found, by validate and by run."""
+    folder, spec_path, _, _ = odd
+    for name in ("train.csv", "test.csv"):
+        shutil.copy(folder / name, tmp_path / name)
+    text = spec_path.read_text()
+    four = tmp_path / "four.toml"
+    four.write_text(text + '[train.loss]\ntype = "softmax_cross_entropy.v1"\nclass_weights = [1.0, 2.0, 1.0, 1.0]\n')
+    assert invoke("validate", four).exit_code == 0
+    ran = invoke("run", four, "--cache-dir", tmp_path / "cache", "--out", tmp_path / "run")
+    assert ran.exit_code == 0, ran.output
+    three = tmp_path / "three.toml"
+    three.write_text(text + '[train.loss]\ntype = "softmax_cross_entropy.v1"\nclass_weights = [1.0, 2.0, 1.0]\n')
+    for command in (("validate", three), ("run", three, "--cache-dir", tmp_path / "cache")):
+        result = invoke(*command)
+        assert result.exit_code == 2 and "train.loss.class_weights: expected 4 weights" in result.output, \
+            result.output

@@ -136,7 +136,8 @@ def _check_class_weights(spec: model.Spec, facts: DataFacts, report: Reporter) -
     if loss.balanced and loss.class_weights:
         report.add("train.loss.class_weights", "expected either balanced = true or explicit "
                    "class_weights, not both (remove one), found both")
-    elif loss.class_weights and len(loss.class_weights) != facts.classes:
+    elif loss.class_weights and facts.classes and len(loss.class_weights) != facts.classes:
+        # (classes 0: a CSV's classes come from its labels, checked once they are read)
         report.add("train.loss.class_weights", f"expected {facts.classes} weights (one per "
                    f"class of {facts.label}), found {len(loss.class_weights)}")
 
