@@ -389,7 +389,7 @@ def test_npz_regression_targets_and_the_classes_key(tmp_path):
     np.testing.assert_allclose(data.t_train.mean(axis=0), 0, atol=1e-12)
     np.testing.assert_allclose(data.target_scaling.invert(data.t_train), data.y_train)
     info = raw.describe()
-    assert [t["name"] for t in info["train"]["targets"]] == ["0", "1"] and "class_counts" not in info["train"]
+    assert [t["name"] for t in info["train"]["targets"]] == ["y0", "y1"]  # as the model file and predict name them and "class_counts" not in info["train"]
 
 
 def test_numeric_files_take_the_fast_parser_and_read_the_same(tmp_path):

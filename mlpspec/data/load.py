@@ -143,7 +143,7 @@ class RawDataset:
                 part["targets"] = [{"name": name, "min": float(y[:, k].min()),
                                     "max": float(y[:, k].max()), "mean": float(y[:, k].mean())}
                                    for k, name in enumerate(self.target_names
-                                                            or [str(k) for k in range(y.shape[1])])]
+                                                            or target_names_for(y.shape[1]))]
             else:
                 part["class_counts"] = counts[split].tolist()
             part["features"] = self.feature_stats(split)
@@ -693,3 +693,9 @@ def _checked_split(split: _Split, classes: int) -> np.ndarray:
             f"{first} (data.classes = {classes})"
         )
     return y.astype(np.int64)
+
+
+def target_names_for(k: int) -> tuple[str, ...]:
+    """Names of `k` unnamed target columns (an npz `y`): `("y",)`, or `("y0", "y1", ...)`;
+    `data info`, the model file and `predict` all use these."""
+    return ("y",) if k == 1 else tuple(f"y{j}" for j in range(k))

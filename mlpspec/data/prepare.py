@@ -21,7 +21,7 @@ import attrs
 import numpy as np
 
 from mlpspec import rng
-from mlpspec.data.load import RawDataset, load_builtin, load_csv, load_idx, load_npz
+from mlpspec.data.load import RawDataset, load_builtin, load_csv, load_idx, load_npz, target_names_for
 from mlpspec.data.tabular import TabularEncoder
 from mlpspec.errors import DataError
 from mlpspec.files import read_json, save_arrays, write_json
@@ -307,10 +307,6 @@ def _label_index(source: model.CsvSource, raw: RawDataset) -> int:
         return raw.source_columns.index(column)
     return column % len(raw.source_columns)
 
-
-def target_names_for(k: int) -> tuple[str, ...]:
-    """Names of `k` unnamed target columns (an npz `y`): `("y",)`, or `("y0", "y1", ...)`."""
-    return ("y",) if k == 1 else tuple(f"y{j}" for j in range(k))
 
 
 def split_validation(raw: RawDataset, validation: model.ValidationSpec, seed: int):
