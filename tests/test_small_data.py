@@ -151,3 +151,20 @@ def test_float_targets_are_not_stratified():
                      ("a", "b"), {})
     held = split_validation(raw, ValidationSpec(), seed=0)[3]
     assert len(held) == 20 and held.max() > 0.5  # not the 20 smallest
+
+
+def test_validate_reads_a_csv_as_the_loader_does(tmp_path):
+    """A blank first line and a header: validate counted the header as a sample and, its
+    label cell not being a number, skipped the label check; now it reads the file with the
+    loader's reader and refuses the label 7 for classes = 2, as run would."""
+    lines = ["", "a,b,label", "1,2,0", "3,4,1", "5,6,7", "7,8,1"]
+    for name in ("train.csv", "test.csv"):
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+    spec = tmp_path / "s.toml"
+    spec.write_text('spec_version = 1\nname = "s"\n[data]\nsource = "csv"\ntrain = "train.csv"\n'
+                    'test = "test.csv"\nheader = true\nlabel_column = 2\nclasses = 2\n'
+                    '[data.validation]\ntake_from = "none"\n[network]\ninputs = 2\n'
+                    '[[network.layers]]\ntype = "dense.v1"\nunits = 2\n[train]\nepochs = 1\n')
+    result = invoke("validate", spec)
+    assert result.exit_code == 2, result.output
+    assert "data.classes: expected more than the largest label of data.train (7)" in result.output

@@ -26,7 +26,6 @@ loader, whose errors name the file, line and key as well.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import math
 import zipfile
@@ -35,7 +34,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from mlpspec.errors import Problem
+from mlpspec.errors import DataError, Problem
 from mlpspec.spec import model
 from mlpspec.spec.checks import validation_size_problem
 
@@ -273,42 +272,37 @@ def _idx_dims(path: Path, key: str) -> tuple[int, ...]:
 
 
 def _csv_facts(source: model.CsvSource, path: Path, key: str, classification: bool) -> FileFacts:
-    """Rows, columns and the label cells of a CSV file, in one pass over its lines.
+    """Rows, columns and the label cells of a CSV file, read by the loader's own reader
+    (`tabular.read_table`: the same header, blank lines and encoding).
 
     The feature count (columns less the label column) is only stated for
     the layout this module knows (every column but one integer `label_column`
     is a feature); other settings leave the shape to the loader."""
+    from mlpspec.data.tabular import read_table
+
     label_column = source.label_column
     # Every column but one integer label column is a numeric feature: no column
     # selection, categorical encoding or several targets (those are the loader's).
     simple = (isinstance(label_column, int) and not source.targets and not source.features
               and not source.exclude and not source.categorical)
-    rows = 0
-    columns = None
-    labels: list[float] | None = [] if classification and simple else None
     try:
-        with open(path, encoding="utf-8", newline="") as stream:
-            reader = csv.reader(stream)
-            for row in reader:
-                if source.header and reader.line_num == 1:
-                    continue
-                if not row or not "".join(row).strip():
-                    continue
-                rows += 1
-                if columns is None:
-                    columns = len(row)
-                if labels is not None:
-                    try:
-                        labels.append(float(row[label_column]))
-                    except (ValueError, IndexError):
-                        labels = None  # not numeric labels: left to the loader
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        table = read_table(str(path), path.read_bytes(), header=source.header, numeric=True)
+    except OSError as error:
         raise _Unreadable(key, f"{path}: cannot read the CSV file ({error})") from None
-    if not simple or columns is None:
+    except DataError as error:
+        raise _Unreadable(key, str(error)) from None
+    rows, columns = len(table), len(table.names)
+    if not simple or rows == 0:
         return FileFacts(rows, None)
     if not -columns <= label_column < columns:
         raise _Unreadable("data.label_column", f"expected a column of {path} (it has {columns} "
                           f"columns: 0 to {columns - 1}), found {label_column}; set "
                           "data.label_column to the label's column")
-    low, high = _label_range(np.array(labels)) if labels else (None, None)
+    labels = None
+    if classification:
+        try:
+            labels = np.array([float(cell) for cell in table.cells(label_column)])
+        except ValueError:
+            labels = None  # not numeric labels: left to the loader
+    low, high = _label_range(labels) if labels is not None else (None, None)
     return FileFacts(rows, (columns - 1,), low, high)
