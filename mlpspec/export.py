@@ -33,7 +33,7 @@ from mlpspec.spec.schema import unstructure
 def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling, raw_input: RawInput,
                    sample_shape: tuple[int, ...], class_names: tuple[str, ...],
                    metrics: Mapping[str, Any], checksums: Mapping[str, str], cache_key: str,
-                   created: str | None = None, task: str = "classification",
+                   created: str | None = None,
                    targets: Mapping[str, Any] | None = None,
                    encoder: TabularEncoder | None = None) -> bytes:
     """The model file for a trained `network` built from `spec`.
@@ -44,7 +44,7 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling, raw_
     arrays are converted); `checksums` maps each data file read to its sha256;
     `created`, when given, is stored as is (an ISO 8601 time, say); `encoder`,
     the fitted column handling of tabular data, becomes `preprocessing.columns`.
-    A regression model (`task="regression"`) has no class names and takes
+    A regression model (the spec's `task = "regression"`) has no class names and takes
     `targets={"names": [...], "scaling": Scaling}` (the prepared data's
     `target_names` and `target_scaling`), stored as `task` and `targets`.
     Raises ValueError when the pieces do not fit together.
@@ -62,8 +62,7 @@ def model_to_bytes(network: Network, spec: model.Spec, *, scaling: Scaling, raw_
     if raw_input.minimum.shape != (network.n_in,) or raw_input.maximum.shape != (network.n_in,):
         raise ValueError(f"the input range has {raw_input.minimum.shape} minima and "
                          f"{raw_input.maximum.shape} maxima for {network.n_in} inputs")
-    if task != spec.task:
-        raise ValueError(f"task {task!r}, but the spec says {spec.task!r}")
+    task = spec.task
     if task == "regression":
         if class_names or targets is None or len(targets["names"]) != network.n_out:
             raise ValueError(f"a regression model takes no class names and one target name per "

@@ -286,7 +286,7 @@ class Pipeline:
                               raw_input=data.raw_input, encoder=data.encoder,
                               sample_shape=data.sample_shape,
                               class_names=data.class_names,
-                              task=self.spec.task, targets=_targets(data),
+                              targets=_targets(data),
                               metrics=_headline(metrics), checksums=data.checksums,
                               cache_key=self.keys["train"])
 

@@ -153,7 +153,7 @@ def test_every_regression_loss_trains_exports_and_infers_alike(name):
     result = trained_one_step(spec, data)
     blob = model_to_bytes(result.network, spec, scaling=data.scaling,
                           raw_input=RawInput.of(data.x_train), sample_shape=data.sample_shape,
-                          class_names=(), task="regression",
+                          class_names=(),
                           targets={"names": data.target_names, "scaling": data.target_scaling},
                           metrics={}, checksums={}, cache_key="registry")
     loaded = infer.load(blob)

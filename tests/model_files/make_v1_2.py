@@ -74,7 +74,7 @@ def build() -> bytes:
     return model_to_bytes(
         network, spec, scaling=Scaling("standardize", MEAN, STD),
         raw_input=RawInput("float64", False, MINIMUM, MAXIMUM), sample_shape=(5,),
-        class_names=(), task="regression",
+        class_names=(),
         targets={"names": ["progression", "ratio"],
                  "scaling": Scaling("standardize", TARGET_MEAN, TARGET_STD)},
         metrics={"test": {"rmse": 55.5, "mae": 44.25, "r2": 0.5, "loss": 0.375, "samples": 89}},
