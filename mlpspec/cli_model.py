@@ -497,7 +497,10 @@ def _text(value) -> str:
 
 
 def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:.6g}"
+    """A number as the model file's reader writes it in messages."""
+    from mlpspec import infer
+
+    return infer._num(value)
 
 
 def _shorten(text: str, limit: int = 100) -> str:
