@@ -78,8 +78,8 @@ def mnist_like(grey: np.ndarray, shape: tuple[int, int], *, invert: str = "auto"
     if top <= 0.0:
         return out, inverted
     image *= 255.0 / top
-    rows = np.flatnonzero((image > 255.0 * INK_SHARE).any(axis=1))
-    cols = np.flatnonzero((image > 255.0 * INK_SHARE).any(axis=0))
+    ink = image > 255.0 * INK_SHARE
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     crop = image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     box_h, box_w = max(1, round(BOX_SHARE * height)), max(1, round(BOX_SHARE * width))
     scale = min(box_h / crop.shape[0], box_w / crop.shape[1])
