@@ -2,7 +2,7 @@
 
     environment() -> {"numpy": "2.4.6", "blas": "openblas 0.3.31.188.0",
                       "blas_architecture": "SkylakeX", "blas_threading_layer": "pthreads",
-                      "blas_threads": 2}
+                      "blas_threads": 2, "fused_updates": True}
 
 NumPy hands matrix products to a BLAS library, and the last bits of a product
 depend on that library, its version, the CPU kernel it picked (its
@@ -18,6 +18,9 @@ checkpoint is only resumed under the environment that wrote it.
 The BLAS fields come from threadpoolctl (what scikit-learn uses to inspect and
 limit these pools). NumPy's own SIMD loops (exp, tanh, ...) are not in the
 dict: they follow the CPU, which the BLAS architecture only partly names.
+`fused_updates` says whether SGD and momentum steps go through NumPy's
+OpenBLAS directly (`mlpspec.nn.blas`), which rounds differently from the
+plain NumPy update.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import threadpoolctl
+
+from mlpspec.nn import blas
 
 
 def environment() -> dict[str, Any]:
@@ -47,7 +52,8 @@ def environment() -> dict[str, Any]:
         return {"numpy": np.__version__, "blas": "none"}
     single = len(pools) == 1
     return {"numpy": np.__version__, **{name: values[0] if single else values
-                                        for name, values in fields.items()}}
+                                        for name, values in fields.items()},
+            "fused_updates": blas.AVAILABLE}
 
 
 __all__ = ["environment"]

@@ -262,7 +262,10 @@ def train_step(*, network: Network, loss, optimizer, regularization: model.Regul
     value, dZ = loss(Z, T)
     if not math.isfinite(value):
         raise LossNotFinite(value)
-    _, grad_of = backprop(dZ)
+    # An optimizer that FUSES takes the dense weight gradients as products and folds
+    # them into its update (one GEMM, mlpspec.nn.blas); L2 and clipping need them as arrays.
+    fuse = optimizer.FUSES and not regularization.l2 and not regularization.clip_norm
+    _, grad_of = backprop(dZ, defer=fuse)
     # Arrays and their gradients are paired by name here, in one place.
     everything, dense = network.parameters(), network.weights()
     params, grads = [p for _, p in everything], [grad_of[name] for name, _ in everything]

@@ -6,6 +6,7 @@
     optim       Optimizer classes (step(params, grads, lr))
     regularize  L2, decoupled weight decay, max-norm, gradient clipping
     schedules   Schedule classes (lr_at(step, total_steps, steps_per_epoch))
+    blas        GEMM with accumulation and AXPY in NumPy's own OpenBLAS (fused updates)
 
 Constructors take exactly the keys of the matching spec classes; the names
 that choose them ("dense.v1", "adam.v1") are declared in `mlpspec.registry`.

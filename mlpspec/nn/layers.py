@@ -7,6 +7,7 @@ A layer is a small object with
     n_in, n_out : int             feature counts
     forward(X, *, training) -> (Y, backprop)
     backprop(dY, need_dX=True) -> (dX or None, grads)   grads has the keys of params
+                                  (Dense also takes defer=True: dW as a Product)
 
 `X` is `(n_samples, n_in)`, `Y` and `dY` are `(n_samples, n_out)`. A layer's
 constructor takes exactly the keys of its spec class, already checked there
@@ -31,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 
+import attrs
 import numpy as np
 
 from mlpspec.errors import MlpspecError, TrainingError
@@ -100,6 +102,23 @@ class Layer:
         return f"{type(self).__name__}(n_in={self.n_in}, n_out={self.n_out})"
 
 
+@attrs.frozen
+class Product:
+    """A weight gradient not yet computed: `a.T @ b`, a `(batch, n_in)`, b `(batch, n_out)`.
+
+    Dense's backprop returns it with `defer=True`; an optimizer with `FUSES`
+    folds it into its update in one BLAS call. It refers to the step's
+    buffers, so it is valid only until the next training forward.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.a.shape[1], self.b.shape[1])
+
+
 class Dense(Layer):
     """Affine layer Y = X @ W + b with W `(n_in, units)` and a zero-initialised b `(units,)`.
 
@@ -126,8 +145,10 @@ class Dense(Layer):
         Y = np.matmul(X, W, out=alloc("Y", (X.shape[0], self.n_out), self.dtype))
         Y += b
 
-        def backprop(dY, need_dX=True):
-            dW = np.matmul(X.T, dY, out=alloc("dW", W.shape, self.dtype))
+        def backprop(dY, need_dX=True, defer=False):
+            # defer: hand the optimizer dW as the product it is (Product(X, dY) = X^T dY),
+            # so that it can fold the product into its update (see mlpspec.nn.blas).
+            dW = Product(X, dY) if defer else np.matmul(X.T, dY, out=alloc("dW", W.shape, self.dtype))
             db = np.add.reduce(dY, axis=0, out=alloc("db", b.shape, self.dtype))
             dX = np.matmul(dY, W.T, out=alloc("dX", X.shape, self.dtype)) if need_dX else None
             return dX, {"W": dW, "b": db}
@@ -390,20 +411,23 @@ class Network:
     def forward(self, X: np.ndarray, *, training: bool) -> tuple[np.ndarray, Backprop]:
         """Run the layers in order: X `(n_samples, n_in)` -> Y `(n_samples, n_out)`.
 
-        The returned `backprop(dY, need_dX=False)` returns `(dX or None, grads)`,
-        grads keyed like `parameters()`. Unlike a single layer it defaults to
-        need_dX=False: the first trained layer then skips its dX product.
+        The returned `backprop(dY, need_dX=False, defer=False)` returns `(dX or None,
+        grads)`, grads keyed like `parameters()`; with `defer` the weight gradients
+        of layers that have `WEIGHTS` (dense W) come as `Product`s, not arrays.
+        Unlike a single layer it defaults to need_dX=False: the first trained
+        layer then skips its dX product.
         """
         backprops = []
         for layer in self.layers:
             X, layer_backprop = layer.forward(X, training=training)
             backprops.append(layer_backprop)
 
-        def backprop(dY, need_dX=False):
+        def backprop(dY, need_dX=False, defer=False):
             grads = {}
             stop = 0 if need_dX else self._first_trained
             for i in range(len(backprops) - 1, stop - 1, -1):
-                dY, layer_grads = backprops[i](dY, need_dX=need_dX or i > stop)
+                extra = {"defer": True} if defer and self.layers[i].WEIGHTS else {}
+                dY, layer_grads = backprops[i](dY, need_dX=need_dX or i > stop, **extra)
                 names = self._names[i]
                 for key, grad in layer_grads.items():
                     grads[names[key]] = grad
