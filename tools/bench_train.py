@@ -1,6 +1,6 @@
 """Training speed of mlpspec against PyTorch CPU on MNIST, run alternately so noise shows.
 
-    python tools/bench_train.py [--epochs 3] [--rounds 3] [--arch 784-256-128-10]... \\
+    python tools/bench_train.py [--epochs 3] [--rounds 5] [--arch 784-256-128-10]... \\
         [--torch-python PATH] [--threads 2]
 
 Both sides train each architecture (ReLU hidden layers) with one recipe: the
@@ -156,6 +156,7 @@ def worker_mlpspec(data_dir: Path, arch: str, epochs: int, threads: int) -> dict
     """One mlpspec run (in its own process): `fit` as a user calls it, then the test accuracy."""
     from threadpoolctl import threadpool_limits
 
+    from mlpspec.compute import environment
     from mlpspec.data.prepare import Prepared
     from mlpspec.train import build_loss, evaluate_split, fit
 
@@ -168,7 +169,7 @@ def worker_mlpspec(data_dir: Path, arch: str, epochs: int, threads: int) -> dict
     _, accuracy = evaluate_split(result.network, build_loss(spec), data.x_test, data.y_test)
     return {"s_per_epoch": statistics.median(seconds), "epoch_seconds": seconds,
             "train_loss": result.history[-1].train_loss, "test_accuracy": accuracy,
-            "pools": pools, "numpy": np.__version__}
+            "pools": pools, "numpy": np.__version__, "compute": environment()}
 
 
 def run_side(side: str, python: str, data_dir: Path, arch: str, epochs: int, threads: int) -> dict:
@@ -248,7 +249,9 @@ def print_table(rows: list[dict], peak: float, epochs: int, rounds: int) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per run (default 3)")
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each side (default 3)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="runs of each side (default 5: a median of 5 paired ratios stands a "
+                             "burst of host noise in two of them)")
     parser.add_argument("--arch", action="append", help=f"architecture (repeatable; default {', '.join(ARCHS)})")
     parser.add_argument("--torch-python", help="python with torch and threadpoolctl")
     parser.add_argument("--threads", type=int, default=2,
@@ -286,7 +289,8 @@ def main() -> None:
     rows = [summarise(arch, runs, peak) for arch, runs in results.items()]
     first = next(iter(results.values()))
     environment = {
-        "mlpspec": {"pools": first["mlpspec"][0]["pools"], "numpy": first["mlpspec"][0]["numpy"]},
+        "mlpspec": {"pools": first["mlpspec"][0]["pools"], "numpy": first["mlpspec"][0]["numpy"],
+                    "compute": first["mlpspec"][0]["compute"]},
         "torch": {"pools": first["torch"][0].get("pools"), "threads": first["torch"][0]["threads"],
                   "version": first["torch"][0]["version"], "numpy": first["torch"][0].get("numpy")},
         "cpus": os.cpu_count(),
