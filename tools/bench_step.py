@@ -15,6 +15,8 @@ import time
 import numpy as np
 
 from mlpspec import registry
+from mlpspec.spec.model import RegularizationSpec
+from mlpspec.train import train_step
 
 
 def time_step(
@@ -33,16 +35,12 @@ def time_step(
     net = registry.make_network(specs, sizes[0], rng, dtype)
     loss = registry.make("loss", "softmax_cross_entropy.v1")
     optimizer = registry.make("optimizer", "momentum.v1", {"momentum": 0.9})
-    params = [p for _, p in net.parameters()]
-    names = [name for name, _ in net.parameters()]
     X = rng.random((batch_size, sizes[0]), dtype=dtype)
     T = rng.integers(0, sizes[-1], batch_size)
+    none = RegularizationSpec()
 
-    def step():
-        Z, backprop = net.forward(X, training=True)
-        _, dZ = loss(Z, T)
-        _, grads = backprop(dZ)
-        optimizer.step(params, [grads[name] for name in names], 0.01)
+    def step():  # the step `fit` takes (fused momentum update where NumPy's OpenBLAS allows)
+        train_step(network=net, loss=loss, optimizer=optimizer, regularization=none, X=X, T=T, lr=0.01)
 
     for _ in range(20):
         step()
