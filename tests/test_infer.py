@@ -308,3 +308,15 @@ def test_inspection_attributes(every_layer):
     described = model.describe()
     assert json.loads(json.dumps(described)) == described
     assert "20 -> 3" in repr(model)
+
+
+def test_softmax_of_one_sample_is_the_batch_softmax(every_layer):
+    """The one-row softmax (whole-array reductions) gives the batch softmax's bits, row for row."""
+    model = infer.load(every_layer[3])
+    x_raw, _ = raw_blobs(4, 6)
+    logits = model.logits(x_raw)
+    batch = infer._softmax(logits.copy())
+    for i in range(len(logits)):
+        np.testing.assert_array_equal(infer._softmax(logits[i:i + 1].copy())[0], batch[i])
+    np.testing.assert_array_equal(model.predict_proba(x_raw[0]), infer._softmax(model.logits(x_raw[:1]))[0])
+    np.testing.assert_allclose(batch.sum(axis=1), 1.0, rtol=1e-6)
