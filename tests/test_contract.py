@@ -236,3 +236,79 @@ def test_float_pixels_that_were_whole_numbers_refuse_fractions():
                                                r"float64 values that were all whole numbers \(0 to 255\); "
                                                r"these look already scaled"):
         model.predict(pixels / 255)
+
+
+def contract_model(raw_input, scaling, inputs: int):
+    """A 3-class model of `inputs` features with this input contract and scaling (random weights)."""
+    from mlpspec.export import model_to_bytes
+    from mlpspec.spec import parse_spec
+
+    spec = parse_spec(npz_spec("c", inputs=inputs, data='[data.validation]\ntake_from = "none"\n')
+                      + '[[network.layers]]\ntype = "dense.v1"\nunits = 3\n[train]\nepochs = 1\n', "c.toml")
+    return infer.load(model_to_bytes(build_network(spec), spec, scaling=scaling, raw_input=raw_input,
+                                     sample_shape=(inputs,), class_names=("a", "b", "c"),
+                                     metrics={}, checksums={}, cache_key="k"))
+
+
+def contract_models():
+    """(name, model, valid raw rows float64 (10000, 16)) for the contract kinds `_accepts` handles."""
+    from mlpspec.data.prepare import RawInput, Scaling
+
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (10000, 16)).astype(np.float64)
+    pixels[0], pixels[1] = 0, 255  # the training range's ends
+    yield "uint8 pixels", contract_model(RawInput("uint8", True, np.zeros(16), np.full(16, 255.0)),
+                                         Scaling("unit", np.array(0.0), np.array(255.0)), 16), pixels
+    rows = FEATURE_MEANS[:8].repeat(2) + FEATURE_SPREADS[:8].repeat(2) * rng.normal(0, 1, (10000, 16))
+    contract = RawInput.of(rows)
+    scaling = Scaling("standardize", rows.mean(axis=0), rows.std(axis=0))
+    yield "float features", contract_model(contract, scaling, 16), rows
+    yield "whole float features", contract_model(RawInput("float64", True, contract.minimum,
+                                                          contract.maximum), scaling, 16), np.round(rows)
+    # A range too wide for float64 limits nothing: only NaN and infinity are refused.
+    yield "unbounded", contract_model(RawInput("float64", False, np.full(16, -1e308), np.full(16, 1e308)),
+                                      Scaling("none", np.array(0.0), np.array(1.0)), 16), rows
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 3, 10000])  # one sample, a small batch, several blocks
+def test_the_quick_input_test_refuses_what_the_full_check_refuses(dtype, n):
+    """Float samples that pass `_accepts` skip the full checks, so it must never pass a bad value.
+
+    The bad value sits in the last sample (the last block of a large batch);
+    for each kind of contract: NaN, infinities, a value just past the accepted
+    range (one step of the caller's dtype) and, where whole numbers are
+    required, a fraction. Good samples pass the quick test, so it is used.
+    """
+    for name, model, rows in contract_models():
+        good = rows[-n:].astype(dtype)
+        if dtype is not np.float16 or name == "uint8 pixels":  # float16 rounds the contract's ends
+            assert model._accepts(good, prepared=False), name
+        model.predict(good)  # accepted, quick test or not
+        low, high = model._bounds_as(np.dtype(dtype), prepared=False) if dtype is not np.float64 \
+            else model._bounds["raw"][:2]
+        low, high = np.broadcast_to(low, (16,)), np.broadcast_to(high, (16,))
+        domain = model._bounds["domain"]
+        if domain is not None:
+            low, high = np.maximum(low, domain[0]).astype(dtype), np.minimum(high, domain[1]).astype(dtype)
+        beyond = [v for v in (np.nextafter(high[5], dtype(np.inf)), np.nextafter(low[5], dtype(-np.inf)))
+                  if np.isfinite(v)]
+        fractions = [dtype(good[-1, 5]) + dtype(0.5)] if model.input_contract["whole"] else []
+        for value in [np.nan, np.inf, -np.inf, *beyond, *fractions]:
+            bad = good.copy()
+            bad[-1, 5] = value
+            if not np.isfinite(value) and dtype is np.float16 and np.isfinite(dtype(value)):
+                continue
+            assert not model._accepts(bad, prepared=False), (name, value)
+            with pytest.raises(infer.InputError):
+                model.predict(bad)
+        # Prepared features: the same for predict_prepared's ranges (no whole numbers there).
+        features = model.preprocess(good).astype(dtype)
+        assert model._accepts(features, prepared=True) or dtype is np.float16, name
+        model.predict_prepared(features)
+        for value in (np.nan, np.inf, 1e4) if name != "unbounded" else (np.nan, np.inf, -np.inf):
+            bad = features.copy()
+            bad[-1, 5] = value
+            assert not model._accepts(bad, prepared=True), (name, value)
+            with pytest.raises(infer.InputError):
+                model.predict_prepared(bad)

@@ -308,3 +308,48 @@ def test_inspection_attributes(every_layer):
     described = model.describe()
     assert json.loads(json.dumps(described)) == described
     assert "20 -> 3" in repr(model)
+
+
+def test_softmax_of_one_sample_is_the_batch_softmax(every_layer):
+    """The one-row softmax (whole-array reductions) gives the batch softmax's bits, row for row."""
+    model = infer.load(every_layer[3])
+    x_raw, _ = raw_blobs(4, 6)
+    logits = model.logits(x_raw)
+    batch = infer._softmax(logits.copy())
+    for i in range(len(logits)):
+        np.testing.assert_array_equal(infer._softmax(logits[i:i + 1].copy())[0], batch[i])
+    np.testing.assert_array_equal(model.predict_proba(x_raw[0]), infer._softmax(model.logits(x_raw[:1]))[0])
+    np.testing.assert_allclose(batch.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_kept_buffers_never_reach_the_caller(every_layer):
+    """Hidden dense layers of the batch path write into per-thread buffers kept between calls:
+    an answer must stay as it was after later calls, and threads must not share a buffer."""
+    import threading
+
+    model = infer.load(every_layer[3])
+    assert sum(layer["type"] == "dense.v1" for layer in model.layers) >= 2  # a kept buffer is used
+    batches = [raw_blobs(seed, 40)[0] for seed in (5, 6, 7, 8)]
+    expected = [model.logits(x).copy() for x in batches]
+    first = model.logits(batches[0])
+    model.logits(batches[1])
+    model.predict_proba(batches[2][:30])  # a shorter batch: a view of the same buffer
+    np.testing.assert_array_equal(first, expected[0])
+
+    found: dict[int, list[np.ndarray]] = {}
+
+    def work(i: int) -> None:
+        found[i] = [model.logits(batches[(i + k) % 4]) for k in range(200)]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, also between the layers of one call
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    for i, answers in found.items():
+        for k, answer in enumerate(answers):
+            np.testing.assert_array_equal(answer, expected[(i + k) % 4])
