@@ -111,6 +111,16 @@ def test_gaussian_matrix_blurs_like_a_kernel():
     np.testing.assert_allclose(G, G.T)
 
 
+def test_elastic_displacement_is_the_blurred_noise_times_alpha():
+    # Non-square images so that a swap of the row and column passes shows.
+    augmenter = Augmenter(AugmentSpec(elastic_alpha=30, elastic_sigma=3), (12, 20), UNIT)
+    field = augmenter._displacement(5, np.random.default_rng(7), np.dtype(np.float64))
+    noise = np.random.default_rng(7).random((5, 12, 20), dtype=np.float32).astype(np.float64) * 2 - 1
+    expected = 30 * np.einsum("ij,njk,lk->nil", _gaussian_matrix(12, 3.0), noise, _gaussian_matrix(20, 3.0))
+    np.testing.assert_allclose(field, expected, rtol=1e-10, atol=1e-12)
+    assert field.shape == (5, 12, 20) and 0.3 < field.std() < 3  # about a pixel, as Simard's fields
+
+
 def test_default_is_off():
     assert not is_active(AugmentSpec())
     assert is_active(AugmentSpec(scale=0.1))

@@ -40,8 +40,8 @@ SETTINGS = {
     "shift ±2 px, whole pixels": AugmentSpec(translate=2, whole_pixels=True),
     "shift ±2 px, bilinear": AugmentSpec(translate=2),
     "shift ±2 px, rotate ±10°, scale ±10%": AugmentSpec(translate=2, rotate=10, scale=0.1),
-    "the above + elastic (alpha 34, sigma 4)": AugmentSpec(translate=2, rotate=10, scale=0.1,
-                                                           elastic_alpha=34, elastic_sigma=4),
+    "the above + elastic (alpha 34, sigma 6)": AugmentSpec(translate=2, rotate=10, scale=0.1,
+                                                           elastic_alpha=34, elastic_sigma=6),
 }
 
 
