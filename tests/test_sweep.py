@@ -202,8 +202,10 @@ def test_ctrl_c_keeps_finished_trials_and_the_same_command_resumes(project, jobs
 
 
 def interrupt_and_resume(project: Path, engine: list[str]) -> None:
+    # 400 epochs: a trial trains for ~0.6 s (40 took ~0.06 s once the momentum update was
+    # fused, and all four could end between the first result and the Ctrl-C).
     command = [str(Path(sys.executable).parent / "mlpspec"), "sweep", "specs/sweep.toml",
-               "--out", "sweeps/s", "--cache-dir", "cache", "--set", "train.epochs=40", *engine]
+               "--out", "sweeps/s", "--cache-dir", "cache", "--set", "train.epochs=400", *engine]
     process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     results = project / "sweeps" / "s" / "results.csv"
