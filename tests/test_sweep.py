@@ -201,13 +201,20 @@ def test_ctrl_c_keeps_finished_trials_and_the_same_command_resumes(project, jobs
     interrupt_and_resume(project, ["--jobs", jobs])
 
 
+def _default_ctrl_c() -> None:
+    """In the child before exec: SIGINT back to its default, which Python turns into
+    KeyboardInterrupt. A test runner started in the background by a non-interactive shell
+    inherits SIGINT ignored, and so would the sweep: it would never see the Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_and_resume(project: Path, engine: list[str]) -> None:
-    # 400 epochs: a trial trains for ~0.6 s (40 took ~0.06 s once the momentum update was
-    # fused, and all four could end between the first result and the Ctrl-C).
+    # 400 epochs: a trial trains for ~0.6 s, so the Ctrl-C sent after the first result lands
+    # while others still train (with the fused momentum update, 40 epochs took ~0.06 s).
     command = [str(Path(sys.executable).parent / "mlpspec"), "sweep", "specs/sweep.toml",
                "--out", "sweeps/s", "--cache-dir", "cache", "--set", "train.epochs=400", *engine]
     process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=_default_ctrl_c)
     results = project / "sweeps" / "s" / "results.csv"
     deadline = time.monotonic() + 120
     while not (results.is_file() and len(rows(results.parent)) >= 1):
