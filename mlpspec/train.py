@@ -317,10 +317,10 @@ def _distorted(augmenter: Augmenter, X: np.ndarray, generator: np.random.Generat
     """
     half = (len(X) + 1) // 2
     first, second = generator.spawn(2)
-    later = helper.submit(augmenter, X[half:], second)
     out = np.empty_like(X)
-    out[:half] = augmenter(X[:half], first)
-    out[half:] = later.result()
+    later = helper.submit(augmenter, X[half:], second, out[half:])
+    augmenter(X[:half], first, out[:half])
+    later.result()
     return out
 
 

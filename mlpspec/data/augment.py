@@ -58,9 +58,11 @@ class Augmenter:
             self.smooth_rows = _gaussian_matrix(self.height, spec.elastic_sigma)
             self.smooth_cols = _gaussian_matrix(self.width, spec.elastic_sigma)
 
-    def __call__(self, X: np.ndarray, generator: np.random.Generator) -> np.ndarray:
-        """New distorted copies of the images `X (n, height * width)`, same dtype."""
-        out = np.empty_like(X)
+    def __call__(self, X: np.ndarray, generator: np.random.Generator,
+                 out: np.ndarray | None = None) -> np.ndarray:
+        """Distorted copies of the images `X (n, height * width)`, same dtype: written
+        into `out` (same shape, not overlapping X) if given, else into a new array."""
+        out = np.empty_like(X) if out is None else out
         for start in range(0, len(X), CHUNK):
             images = X[start:start + CHUNK].reshape(-1, self.height, self.width)
             if self.per_feature:

@@ -114,10 +114,6 @@ class Product:
     a: np.ndarray
     b: np.ndarray
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.a.shape[1], self.b.shape[1])
-
 
 class Dense(Layer):
     """Affine layer Y = X @ W + b with W `(n_in, units)` and a zero-initialised b `(units,)`.
