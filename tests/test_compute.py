@@ -115,6 +115,24 @@ def test_cache_explain_names_the_thread_count(project, monkeypatch):
     assert "[preprocess] cached" in ran.output and "[train] running" in ran.output
 
 
+def test_the_fused_update_path_is_part_of_the_train_key(project, monkeypatch):
+    """A model trained with the fused SGD/momentum step (other roundings) is not reused by a
+    machine whose NumPy has no directly callable OpenBLAS, and `cache explain` says why."""
+    from mlpspec.nn import blas
+
+    assert compute.environment()["fused_updates"] is blas.AVAILABLE
+    monkeypatch.chdir(project)
+    pretend(monkeypatch, {**TWO, "fused_updates": True})
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", "env.toml", "-q"]).exit_code == 0
+    pretend(monkeypatch, {**TWO, "fused_updates": False})
+    explained = runner.invoke(app, ["cache", "explain", "env.toml"])
+    assert explained.exit_code == 0, explained.output
+    assert "compute.fused_updates: true -> false" in explained.output.lower()
+    ran = runner.invoke(app, ["run", "env.toml"])
+    assert "[preprocess] cached" in ran.output and "[train] running" in ran.output
+
+
 def test_the_run_records_the_environment(project, monkeypatch):
     pretend(monkeypatch, TWO)
     result = run(project)
