@@ -52,6 +52,26 @@ def npz_spec(name: str, *, inputs: int, seed: int = 0, data: str = "") -> str:
             f"{data}[network]\ninputs = {inputs}\n")
 
 
+def momentum_mlp(units: int) -> str:
+    """The rest of an `npz_spec`: `inputs -> units (ReLU) -> 3`, 3 epochs of momentum SGD."""
+    return f"""
+[[network.layers]]
+type = "dense.v1"
+units = {units}
+[[network.layers]]
+type = "relu.v1"
+[[network.layers]]
+type = "dense.v1"
+units = 3
+[train]
+epochs = 3
+batch_size = 32
+[train.optimizer]
+type = "momentum.v1"
+learning_rate = 0.05
+"""
+
+
 _STANDALONE_PREAMBLE = '''\
 import importlib.abc, json, sys
 

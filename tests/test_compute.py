@@ -20,27 +20,12 @@ from mlpspec.pipeline import Pipeline, stage_keys
 from mlpspec.progress import Progress
 from mlpspec.spec import load_spec
 
-from conftest import npz_spec
+from conftest import momentum_mlp, npz_spec
 
 
 def spec_text(inputs: int) -> str:
     return npz_spec("env", inputs=inputs, seed=2,
-                    data='[data.validation]\ntake_from = "train"\nsize = 0.2\n') + """
-[[network.layers]]
-type = "dense.v1"
-units = 24
-[[network.layers]]
-type = "relu.v1"
-[[network.layers]]
-type = "dense.v1"
-units = 3
-[train]
-epochs = 3
-batch_size = 32
-[train.optimizer]
-type = "momentum.v1"
-learning_rate = 0.05
-"""
+                    data='[data.validation]\ntake_from = "train"\nsize = 0.2\n') + momentum_mlp(24)
 
 
 def write_project(folder: Path, side: int) -> Path:

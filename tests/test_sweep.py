@@ -25,26 +25,11 @@ from typer.testing import CliRunner
 
 from mlpspec.cli import app
 
-from conftest import npz_spec
+from conftest import momentum_mlp, npz_spec
 from dask_cluster import LocalDaskCluster
 
 SPEC = npz_spec("blobs", inputs=64, seed=1,
-                data='[data.validation]\ntake_from = "train"\nsize = 0.25\n') + """
-[[network.layers]]
-type = "dense.v1"
-units = 8
-[[network.layers]]
-type = "relu.v1"
-[[network.layers]]
-type = "dense.v1"
-units = 3
-[train]
-epochs = 3
-batch_size = 32
-[train.optimizer]
-type = "momentum.v1"
-learning_rate = 0.05
-"""
+                data='[data.validation]\ntake_from = "train"\nsize = 0.25\n') + momentum_mlp(8)
 
 SWEEP = """spec = "blobs.toml"
 seeds = [0, 1]
