@@ -40,7 +40,8 @@ from mlpspec.spec import model, render_spec
 from mlpspec.spec.schema import unstructure
 
 STAGES = ("load", "preprocess", "train", "evaluate", "export")
-STAGE_VERSIONS = {"load": 1, "preprocess": 2, "train": 1, "evaluate": 1, "export": 2}
+STAGE_VERSIONS = {"load": 1, "preprocess": 2, "train": 2, "evaluate": 1, "export": 2}
+# train 2: momentum.v1 keeps its velocity scaled (mlpspec.nn.optim.Momentum): same maths, other roundings
 CONSUMES = {
     "load": (),
     "preprocess": ("load",),

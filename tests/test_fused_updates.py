@@ -136,3 +136,60 @@ def test_fused_runs_are_bit_identical_reruns(monkeypatch):
     second, _ = _fit(monkeypatch, "momentum.v1")
     for name in first:
         assert np.array_equal(first[name], second[name]), name
+
+
+def _textbook_momentum(W0, steps, mu, lr):
+    """PyTorch's momentum (`v = mu v + g; p -= lr v`) in float64, and the final velocity."""
+    p, v = W0.copy(), np.zeros_like(W0)
+    for X, dY in steps:
+        v = mu * v + X.T @ dY
+        p = p - lr * v
+    return p, v
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("mu", [0.0, 0.5, 0.9, 0.99])
+def test_scaled_velocity_follows_the_textbook_momentum_across_renormalisations(fused, mu):
+    """300 steps (two renormalisations at mu = 0.9): the stored velocity times its scale is v."""
+    if fused and not blas.AVAILABLE:
+        pytest.skip("NumPy's own OpenBLAS is not reachable")
+    rng = np.random.default_rng(2)
+    steps = [(rng.standard_normal((5, 6)), rng.standard_normal((5, 4))) for _ in range(300)]
+    W0 = rng.standard_normal((6, 4))
+    optimizer = registry.make("optimizer", "momentum.v1", {"momentum": mu})
+    p = W0.copy()
+    for X, dY in steps:
+        optimizer.step([p], [Product(X, dY) if fused else X.T @ dY], 0.01)
+    expected_p, expected_v = _textbook_momentum(W0, steps, mu, 0.01)
+    np.testing.assert_allclose(p, expected_p, rtol=1e-10, atol=1e-12)
+    state = optimizer.state_dict()
+    np.testing.assert_allclose(state["velocity.0"] * state["velocity_scale"], expected_v, rtol=1e-10, atol=1e-12)
+
+
+@needs_blas
+def test_the_fused_momentum_gemm_skips_the_beta_pass_between_renormalisations(monkeypatch):
+    """beta = 1 (no scaling pass over the velocity) except at the renormalising steps."""
+    betas = []
+    original = blas.gemm_tn
+
+    def spy(A, B, C, *, alpha, beta):
+        betas.append(beta)
+        return original(A, B, C, alpha=alpha, beta=beta)
+
+    monkeypatch.setattr(blas, "gemm_tn", spy)
+    rng = np.random.default_rng(3)
+    optimizer = registry.make("optimizer", "momentum.v1", {"momentum": 0.9})
+    p = np.zeros((3, 2), np.float32)
+    for _ in range(300):
+        optimizer.step([p], [Product(rng.random((4, 3), dtype=np.float32), rng.random((4, 2), dtype=np.float32))],
+                       0.01)
+    # 0.9^132 < 2^-20 <= 0.9^131: steps 132 and 264 renormalise (beta = mu * c), all others beta = 1
+    assert [i + 1 for i, beta in enumerate(betas) if beta != 1.0] == [132, 264]
+
+
+def test_a_momentum_state_without_a_scale_is_a_plain_velocity():
+    optimizer = registry.make("optimizer", "momentum.v1", {"momentum": 0.9})
+    optimizer.load_state_dict({"velocity.0": np.array([2.0])})
+    p = np.array([1.0])
+    optimizer.step([p], [np.array([0.5])], 0.1)
+    assert p[0] == pytest.approx(1.0 - 0.1 * (0.9 * 2.0 + 0.5), rel=1e-15)
