@@ -41,6 +41,18 @@ def test_gemm_tn_and_axpy_compute_their_formulas(dtype):
         blas.gemm_tn(A, B[:3], C, alpha=1.0, beta=0.0)
     with pytest.raises(ValueError, match="C-contiguous"):
         blas.axpy(1.0, x.astype(np.float16), C)
+    # gemm_nn: C <- alpha A B + beta C; a read-only input is read, not refused
+    D, E0 = rng.standard_normal((4, 7)).astype(dtype), rng.standard_normal((4, 5)).astype(dtype)
+    D.flags.writeable = False
+    E = E0.copy()
+    blas.gemm_nn(D, A, E, alpha=2.0, beta=-1.0)
+    np.testing.assert_allclose(E, 2.0 * D @ A - E0, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+    with pytest.raises(ValueError, match="do not match"):
+        blas.gemm_nn(A, D, E, alpha=1.0, beta=0.0)
+    # a bias: the (1, n) output of a^T b may be the 1-D (n,) array
+    bias = np.zeros(3, dtype)
+    blas.gemm_tn(np.ones((7, 1), dtype), B, bias, alpha=1.0, beta=0.0)
+    np.testing.assert_allclose(bias, B.sum(axis=0), rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
 @needs_blas
@@ -117,7 +129,7 @@ def test_fit_takes_the_fused_path_and_lands_where_the_array_path_does(monkeypatc
     fused, fused_calls = _fit(monkeypatch, optimizer)
     plain, plain_calls = _fit(monkeypatch, optimizer, fuse=False)
     steps = 3 * 7  # 3 epochs of ceil(100 / 16) batches
-    assert fused_calls == 2 * steps  # one GEMM per dense layer per step
+    assert fused_calls == 2 * 2 * steps  # per dense layer per step, one GEMM for W and one for b
     assert plain_calls == 0
     for name in fused:
         np.testing.assert_allclose(fused[name], plain[name], rtol=2e-4, atol=2e-6, err_msg=name)

@@ -267,3 +267,24 @@ def test_bad_layer_specs_name_the_layer():
     with pytest.raises(ValueError, match="Dense: expected input"):
         make_layer("dense.v1", {"units": 3}, 3, rng, np.float32).forward(np.ones((2, 4)), training=False)
     assert set(registry.LAYERS) == {name for name, _ in ALL_LAYERS}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("training", [True, False])
+def test_relu_and_dense_forward_give_the_textbook_values(dtype, training):
+    """ReLU (compared against an array of zeros, for speed) is np.maximum(X, 0) bit for bit,
+    NaN propagated; Dense (the product accumulated onto the bias in training) is X W + b."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((7, 5)).astype(dtype)
+    X[0, 0], X[1, 1], X[2, 2] = np.nan, -0.0, 0.0
+    relu = make_layer("relu.v1", {}, 5, rng, dtype)
+    for _ in range(2):  # the second call reuses the kept zeros
+        Y, _ = relu.forward(X, training=training)
+        np.testing.assert_array_equal(Y, np.maximum(X, 0))
+        assert np.isnan(Y[0, 0])
+    dense = make_layer("dense.v1", {"units": 3}, 5, rng, dtype)
+    dense.params["b"][:] = rng.standard_normal(3)
+    X = rng.standard_normal((7, 5)).astype(dtype)
+    Y, _ = dense.forward(X, training=training)
+    expected = X.astype(np.float64) @ dense.params["W"].astype(np.float64) + dense.params["b"]
+    np.testing.assert_allclose(Y, expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)

@@ -1,7 +1,9 @@
-"""Two BLAS operations NumPy does not expose, called in NumPy's own OpenBLAS.
+"""BLAS operations NumPy does not expose, called in NumPy's own OpenBLAS.
 
     gemm_tn(A, B, C, alpha, beta)   C <- alpha A^T B + beta C, in place
                                     A (k, m), B (k, n), C (m, n), all C-contiguous
+    gemm_nn(A, B, C, alpha, beta)   C <- alpha A B + beta C, in place
+                                    A (m, k), B (k, n), C (m, n)
     axpy(alpha, x, y)               y <- y + alpha x, in place (same shape)
 
 Why: a momentum step is `v <- mu v + X^T dY; W <- W - lr v`. With
@@ -13,6 +15,10 @@ and its AXPY applies `W -= lr v` in one pass (threaded by OpenBLAS for large
 arrays). Measured through `fit` on 2 cores (784-800-800-10, batch 128,
 momentum, one process alternating the two paths): 3.25-3.35 s/epoch with
 matmul and the NumPy update, 2.81-2.82 s/epoch fused.
+
+The dense layer's training forward uses `gemm_nn` the same way: its output
+starts as the bias, broadcast, and the product accumulates onto it (beta =
+1), so `Y = X W + b` costs no separate pass over Y to add b.
 
 Which library: NumPy's wheels bundle OpenBLAS ("scipy-openblas64": 64-bit
 integers, symbols named `scipy_cblas_sgemm64_` ...). It is found among the
@@ -74,19 +80,47 @@ def _address(array: np.ndarray, dtype: np.dtype) -> int:
     if array.dtype != dtype or not array.flags.c_contiguous:
         raise ValueError(f"blas: expected a C-contiguous {dtype} array, got {array.dtype} "
                          f"with strides {array.strides}")
-    return array.ctypes.data
+    try:  # 0.3 us; `array.ctypes.data` builds a ctypes object first (1.8 us)
+        return ctypes.addressof(_char.from_buffer(array))
+    except (TypeError, ValueError, BufferError):  # read-only or empty
+        return array.ctypes.data
+
+
+_char = ctypes.c_char
+
+
+def _matrix(C: np.ndarray, m: int, n: int, name: str) -> np.ndarray:
+    """`C` as an `(m, n)` matrix; a 1-D `(n,)` output (a bias) is the row `(1, n)`."""
+    if C.shape == (m, n):
+        return C
+    if m == 1 and C.shape == (n,):
+        return C.reshape(1, n)
+    raise ValueError(f"blas.{name}: output of shape {C.shape}, expected ({m}, {n})")
 
 
 def gemm_tn(A: np.ndarray, B: np.ndarray, C: np.ndarray, *, alpha: float, beta: float) -> None:
-    """C <- alpha A^T B + beta C in place; A `(k, m)`, B `(k, n)`, C `(m, n)`, one float dtype."""
+    """C <- alpha A^T B + beta C in place; A `(k, m)`, B `(k, n)`, C `(m, n)` (or `(n,)` if m = 1)."""
     k, m = A.shape
     n = B.shape[1]
-    if B.shape[0] != k or C.shape != (m, n):
+    if B.shape[0] != k:
         raise ValueError(f"blas.gemm_tn: shapes {A.shape}^T @ {B.shape} -> {C.shape} do not match")
+    C = _matrix(C, m, n, "gemm_tn")
     gemm, _ = _FUNCTIONS[C.dtype]
     # The inputs may be views (a slice of a batch); the output is written in place.
     A, B = np.ascontiguousarray(A), np.ascontiguousarray(B)
     gemm(ROW_MAJOR, TRANS, NO_TRANS, m, n, k, alpha, _address(A, C.dtype), m,
+         _address(B, C.dtype), n, beta, _address(C, C.dtype), n)
+
+
+def gemm_nn(A: np.ndarray, B: np.ndarray, C: np.ndarray, *, alpha: float, beta: float) -> None:
+    """C <- alpha A B + beta C in place; A `(m, k)`, B `(k, n)`, C `(m, n)`."""
+    m, k = A.shape
+    n = B.shape[1]
+    if B.shape[0] != k or C.shape != (m, n):
+        raise ValueError(f"blas.gemm_nn: shapes {A.shape} @ {B.shape} -> {C.shape} do not match")
+    gemm, _ = _FUNCTIONS[C.dtype]
+    A, B = np.ascontiguousarray(A), np.ascontiguousarray(B)
+    gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, alpha, _address(A, C.dtype), k,
          _address(B, C.dtype), n, beta, _address(C, C.dtype), n)
 
 
@@ -98,4 +132,4 @@ def axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> None:
     function(y.size, alpha, _address(x, y.dtype), 1, _address(y, y.dtype), 1)
 
 
-__all__ = ["AVAILABLE", "axpy", "gemm_tn"]
+__all__ = ["AVAILABLE", "axpy", "gemm_nn", "gemm_tn"]

@@ -36,6 +36,7 @@ import attrs
 import numpy as np
 
 from mlpspec.errors import MlpspecError, TrainingError
+from mlpspec.nn import blas
 from mlpspec.nn.init import Initializer
 
 Backprop = Callable[..., tuple[np.ndarray | None, dict[str, np.ndarray]]]
@@ -62,12 +63,15 @@ class _Workspace:
         self.dtype = dtype
         self._arrays: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
 
-    def get(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    def get(self, name: str, shape: tuple[int, ...], dtype: np.dtype, fill: float | None = None) -> np.ndarray:
+        """The kept array; `fill`: a constant array, filled once when made (never write to it)."""
         array = self._arrays.get((name, shape))
         if array is None:
             if len(self._arrays) > 32:  # many batch sizes: don't hoard memory
                 self._arrays.clear()
             array = self._arrays[(name, shape)] = np.empty(shape, dtype)
+            if fill is not None:
+                array.fill(fill)
         return array
 
 
@@ -138,15 +142,25 @@ class Dense(Layer):
         X = self._check_input(X)
         W, b = self.params["W"], self.params["b"]
         alloc = self._alloc(training)
-        Y = np.matmul(X, W, out=alloc("Y", (X.shape[0], self.n_out), self.dtype))
-        Y += b
+        n = X.shape[0]
+        if training and blas.AVAILABLE:
+            # The product accumulates onto the broadcast bias (beta = 1): no pass to add b.
+            Y = alloc("Y", (n, self.n_out), self.dtype)
+            np.copyto(Y, b)
+            blas.gemm_nn(X, W, Y, alpha=1.0, beta=1.0)
+        else:
+            Y = np.matmul(X, W, out=alloc("Y", (n, self.n_out), self.dtype))
+            Y += b
 
         def backprop(dY, need_dX=True, defer=False):
-            # defer: hand the optimizer dW as the product it is (Product(X, dY) = X^T dY),
-            # so that it can fold the product into its update (see mlpspec.nn.blas).
-            dW = Product(X, dY) if defer else np.matmul(X.T, dY, out=alloc("dW", W.shape, self.dtype))
-            db = np.add.reduce(dY, axis=0, out=alloc("db", b.shape, self.dtype))
+            # defer: hand the optimizer dW = X^T dY and db = 1^T dY as the products they
+            # are, so that it can fold each into its update (see mlpspec.nn.blas).
             dX = np.matmul(dY, W.T, out=alloc("dX", X.shape, self.dtype)) if need_dX else None
+            if defer:
+                ones = self._ws.get("ones", (n, 1), self.dtype, fill=1.0)
+                return dX, {"W": Product(X, dY), "b": Product(ones, dY)}
+            dW = np.matmul(X.T, dY, out=alloc("dW", W.shape, self.dtype))
+            db = np.add.reduce(dY, axis=0, out=alloc("db", b.shape, self.dtype))
             return dX, {"W": dW, "b": db}
 
         return Y, backprop
@@ -155,10 +169,20 @@ class Dense(Layer):
 class ReLU(Layer):
     """max(X, 0); the gradient at exactly 0 is taken as 0."""
 
+    def _zero_row(self) -> np.ndarray:
+        row = getattr(self, "_zeros", None)
+        if row is None or row.dtype != self.dtype:
+            row = self._zeros = np.zeros(self.n_in, self.dtype)
+        return row
+
     def forward(self, X, *, training):
         X = self._check_input(X)
         alloc = self._alloc(training)
-        Y = np.maximum(X, 0, out=alloc("Y", X.shape, self.dtype))
+        # np.maximum against an array of zeros, not the scalar 0: the same values, but
+        # NumPy's vectorised two-array loop (8 us for 128 x 512 float32, 25 us with 0).
+        zeros = (self._ws.get("zeros", X.shape, self.dtype, fill=0.0) if training
+                 else self._zero_row())
+        Y = np.maximum(X, zeros, out=alloc("Y", X.shape, self.dtype))
 
         def backprop(dY, need_dX=True):
             if not need_dX:
