@@ -60,6 +60,8 @@ class Optimizer:
     """Shared plumbing: lazily allocated per-parameter slots and their export."""
 
     SLOTS: tuple[str, ...] = ()
+    # Scalar state kept beside the slots: state key -> (attribute, dtype, value when absent).
+    SCALARS: dict[str, tuple[str, type, float]] = {}
     # Whether `step` takes weight gradients as `Product`s (a^T b not yet computed) and
     # folds each into its update with one BLAS call (mlpspec.nn.blas); the others
     # get arrays only.
@@ -118,9 +120,15 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {f"{name}.{i}": a.copy() for name, arrays in self.slots.items() for i, a in enumerate(arrays)}
+        state = {f"{name}.{i}": a.copy() for name, arrays in self.slots.items() for i, a in enumerate(arrays)}
+        for key, (attribute, dtype, _) in self.SCALARS.items():
+            state[key] = np.array(getattr(self, attribute), dtype=dtype)
+        return state
 
     def load_state_dict(self, arrays: Mapping[str, np.ndarray]) -> None:
+        arrays = dict(arrays)
+        for key, (attribute, dtype, absent) in self.SCALARS.items():
+            setattr(self, attribute, np.array(arrays.pop(key, absent), dtype=dtype).item())
         slots: dict[str, list[np.ndarray]] = {}
         for name in self.SLOTS:
             count = sum(1 for key in arrays if key.rsplit(".", 1)[0] == name)
@@ -159,6 +167,7 @@ class Momentum(Optimizer):
     """
 
     SLOTS = ("velocity",)
+    SCALARS = {"velocity_scale": ("scale", np.float64, 1.0)}
     FUSES = blas.AVAILABLE
     RENORMALISE_BELOW = 2.0 ** -20
 
@@ -183,14 +192,6 @@ class Momentum(Optimizer):
                 u *= beta
             u += np.multiply(g, alpha, out=tmp) if alpha != 1.0 else g
             p -= np.multiply(u, lr * scale, out=tmp)
-
-    def state_dict(self):
-        return {**super().state_dict(), "velocity_scale": np.array(self.scale, dtype=np.float64)}
-
-    def load_state_dict(self, arrays):
-        arrays = dict(arrays)
-        self.scale = float(arrays.pop("velocity_scale", 1.0))
-        super().load_state_dict(arrays)
 
 
 class Nesterov(Optimizer):
@@ -218,6 +219,7 @@ class Nesterov(Optimizer):
 
 class Adam(Optimizer):
     SLOTS = ("m", "s")
+    SCALARS = {"t": ("t", np.int64, 0)}
 
     def __init__(self, *, learning_rate: float, beta1: float, beta2: float, epsilon: float):
         super().__init__(learning_rate=learning_rate)
@@ -243,14 +245,6 @@ class Adam(Optimizer):
             np.divide(m, tmp, out=tmp)
             tmp *= step_size
             p -= tmp
-
-    def state_dict(self):
-        return {**super().state_dict(), "t": np.array(self.t, dtype=np.int64)}
-
-    def load_state_dict(self, arrays):
-        arrays = dict(arrays)
-        self.t = int(arrays.pop("t", 0))
-        super().load_state_dict(arrays)
 
 
 class AdamW(Adam):
