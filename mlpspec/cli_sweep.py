@@ -122,7 +122,7 @@ def runs_ls(
     root: Annotated[Path, typer.Argument(help="Folder to search for run folders.")] = Path("runs"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Run folders under ROOT: name, date, validation and test accuracy, spec hash."""
+    """Run folders under ROOT: name, date, validation and test accuracy (RMSE for regression), spec hash."""
     from mlpspec.runs import describe_run, find_runs
 
     infos = [describe_run(folder) for folder in find_runs(root)]
@@ -132,11 +132,19 @@ def runs_ls(
     if not infos:
         typer.echo(f"{root}: no run folders")
         return
-    typer.echo(f"{'folder':<40} {'name':<16} {'date':<17} {'val acc':>8} {'test acc':>8} {'train s':>8}  spec")
+    typer.echo(f"{'folder':<40} {'name':<16} {'date':<17} {'validation':>12} {'test':>12} {'train s':>8}  spec")
     for info in infos:
         typer.echo(f"{info['folder'][:40]:<40} {info['name'][:16]:<16} {info['date']:<17} "
-                   f"{_pct(info['validation_accuracy']):>8} {_pct(info['test_accuracy']):>8} "
+                   f"{_headline(info, 'validation'):>12} {_headline(info, 'test'):>12} "
                    f"{_num(info['train_seconds']):>8}  {info['spec_hash'] or '-'}")
+
+
+def _headline(info: dict, split: str) -> str:
+    """A split's headline figure: accuracy, or "RMSE x" for a regression run."""
+    if info.get("task") == "regression":
+        rmse = info.get(f"{split}_rmse")
+        return "-" if rmse is None else f"RMSE {rmse:.4g}"
+    return _pct(info[f"{split}_accuracy"])
 
 
 @runs_app.command("compare")
@@ -146,20 +154,24 @@ def runs_compare(
     b: Annotated[Path, typer.Argument(metavar="B", help="Another run folder.")],
 ) -> None:
     """The spec keys that differ between two runs, and their metrics side by side."""
-    from mlpspec.runs import describe_run, spec_differences
+    from mlpspec.runs import REGRESSION_METRICS, describe_run, spec_differences
 
     left, right = describe_run(a), describe_run(b)
     differences = spec_differences(a, b)
-    width = max([len("key")] + [len(k) for k, _, _ in differences])
+    width = max([len("validation_accuracy")] + [len(k) for k, _, _ in differences])
     typer.echo(f"{'key':<{width}}  {'A':>14}  {'B':>14}")
     if not differences:
         typer.echo("(the resolved specs are the same)")
     for key, x, y in differences:
         typer.echo(f"{key:<{width}}  {_value(x):>14}  {_value(y):>14}")
     typer.echo("")
-    for field, show in (("validation_accuracy", _pct), ("validation_loss", _num),
-                        ("test_accuracy", _pct), ("test_loss", _num), ("train_seconds", _num)):
-        typer.echo(f"{field:<{width}}  {show(left[field]):>14}  {show(right[field]):>14}")
+    fields = [("train_seconds", _num)]
+    for split in ("validation", "test"):
+        fields[-1:-1] = [(f"{split}_accuracy", _pct), (f"{split}_loss", _num),
+                         *((f"{split}_{name}", _num) for name in REGRESSION_METRICS)]
+    for field, show in fields:
+        if field in left or field in right:  # regression figures only for regression runs
+            typer.echo(f"{field:<{width}}  {show(left.get(field)):>14}  {show(right.get(field)):>14}")
     typer.echo(f"{'A':<{width}}  {a}\n{'B':<{width}}  {b}")
 
 

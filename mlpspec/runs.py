@@ -91,8 +91,15 @@ def find_runs(root: Path) -> list[Path]:
     return sorted(marker.parent for marker in root.rglob(RUN_MARKER) if marker.is_file())
 
 
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+
+
 def describe_run(folder: Path) -> dict:
-    """Name, date, headline metrics and spec hash of a run folder; missing parts are None."""
+    """Name, date, task, headline metrics and spec hash of a run folder; missing parts are None.
+
+    Per split ("validation", "test"): `<split>_loss`, and `<split>_accuracy` for
+    classification or `<split>_rmse`, `_mae`, `_r2` (original units) for regression.
+    """
     import json
     import time
 
@@ -110,9 +117,14 @@ def describe_run(folder: Path) -> dict:
         metrics = json.loads((folder / "metrics.json").read_text())
     except (OSError, ValueError):
         metrics = {}
+    regression = "target_names" in metrics
+    info["task"] = None if not metrics else "regression" if regression else "classification"
     for split in ("validation", "test"):
-        info[f"{split}_accuracy"] = (metrics.get(split) or {}).get("accuracy")
-        info[f"{split}_loss"] = (metrics.get(split) or {}).get("loss")
+        figures = metrics.get(split) or {}
+        info[f"{split}_accuracy"] = figures.get("accuracy")
+        info[f"{split}_loss"] = figures.get("loss")
+        for name in REGRESSION_METRICS if regression else ():
+            info[f"{split}_{name}"] = figures.get(name)
     info["train_seconds"] = metrics.get("train_seconds")
     return info
 

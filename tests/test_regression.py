@@ -450,3 +450,21 @@ def test_csv_regression_with_named_target_columns_end_to_end(tmp_path):
     assert values.shape == (50, 2)
     rmse = np.sqrt(np.mean((values - y.round(6)) ** 2, axis=0))  # per target, then their mean
     assert float(rmse.mean()) == pytest.approx(test["rmse"], rel=1e-6)
+
+
+def test_runs_ls_and_compare_show_the_regression_figures(regression_run):
+    """A regression run has no accuracy: `runs ls` shows its RMSE, `runs compare` RMSE, MAE, R²."""
+    folder, _, summary = regression_run
+    listing = cli("runs", "ls", str(folder), "--json")
+    assert listing.exit_code == 0, listing.output
+    [info] = json.loads(listing.output)
+    assert info["task"] == "regression" and info["test_accuracy"] is None
+    assert info["test_rmse"] == pytest.approx(summary["test"]["rmse"], rel=1e-12)
+    assert info["test_r2"] == pytest.approx(summary["test"]["r2"], rel=1e-12)
+    table = cli("runs", "ls", str(folder))
+    assert f"RMSE {summary['test']['rmse']:.4g}" in table.output, table.output
+    compare = cli("runs", "compare", str(folder / "run"), str(folder / "run"))
+    assert compare.exit_code == 0, compare.output
+    shown = {line.split()[0]: line.split()[1:] for line in compare.output.splitlines() if line.strip()}
+    assert shown["test_rmse"] == [f"{summary['test']['rmse']:.4g}"] * 2
+    assert {"test_mae", "test_r2", "validation_rmse"} <= set(shown)
