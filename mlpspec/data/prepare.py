@@ -366,7 +366,7 @@ def split_indices(labels: np.ndarray, size: int | float, *, stratify: bool, shuf
     Stratified splits hold out each class in proportion to its share.
     """
     n = len(labels)
-    count = int(round(size * n)) if isinstance(size, float) else int(size)
+    count = model.held_out_count(size, n)
     if not 0 < count < n:
         raise DataError(f"{what}: expected between 1 and {n - 1} samples, found {size!r} "
                         f"({count} of {n})")

@@ -189,7 +189,7 @@ def validation_size_problem(size: int | float, available: int, where: str, pool:
     """What is wrong with taking `size` validation samples out of the `available` of
     `where` (the `pool` split, "train" or "test"), with the fix, or None. A fraction
     must leave at least one sample on each side."""
-    count = int(round(size * available)) if isinstance(size, float) else size
+    count = model.held_out_count(size, available)
     if 0 < count < available:
         return None
     suggestion = max(1, min(available - 1, available // 10))

@@ -198,6 +198,13 @@ class ValidationSpec:
         "Pick validation samples at random (from the seed); `false` takes the first `size`."))
 
 
+def held_out_count(size: int | float, available: int) -> int:
+    """How many samples `size` (a count, or a float fraction) holds out of `available`.
+
+    The one rule the spec checks and the data split both apply."""
+    return int(round(size * available)) if isinstance(size, float) else int(size)
+
+
 @attrs.frozen
 class AugmentSpec:
     """Random distortions of the training images, drawn afresh every epoch; all 0 = off.
