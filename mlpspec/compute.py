@@ -18,9 +18,10 @@ checkpoint is only resumed under the environment that wrote it.
 The BLAS fields come from threadpoolctl (what scikit-learn uses to inspect and
 limit these pools). NumPy's own SIMD loops (exp, tanh, ...) are not in the
 dict: they follow the CPU, which the BLAS architecture only partly names.
-`fused_updates` says whether SGD and momentum steps go through NumPy's
-OpenBLAS directly (`mlpspec.nn.blas`), which rounds differently from the
-plain NumPy update.
+`fused_updates` says whether training calls NumPy's OpenBLAS directly
+(`mlpspec.nn.blas`): SGD and momentum steps folded into one GEMM each, and
+dense outputs accumulated onto their bias. Both round differently from the
+plain NumPy path.
 """
 
 from __future__ import annotations
