@@ -41,7 +41,8 @@ from mlpspec.spec.schema import unstructure
 
 STAGES = ("load", "preprocess", "train", "evaluate", "export")
 STAGE_VERSIONS = {"load": 1, "preprocess": 2, "train": 2, "evaluate": 1, "export": 2}
-# train 2: momentum.v1 keeps its velocity scaled (mlpspec.nn.optim.Momentum): same maths, other roundings
+# train 2: momentum.v1 keeps its velocity scaled (mlpspec.nn.optim.Momentum) and the dense
+# training forward accumulates onto the bias: same maths, other roundings
 CONSUMES = {
     "load": (),
     "preprocess": ("load",),

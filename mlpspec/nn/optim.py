@@ -158,7 +158,7 @@ class Momentum(Optimizer):
     p <- p - lr c u`: the same velocity, but the fused GEMM accumulates into
     `u` with beta = 1. With any other beta OpenBLAS first streams the whole
     output through memory once to scale it; skipping that pass made a whole
-    784-800-800-10 step ~8 % faster (tools/bench_step.py, paired chunks).
+    784-800-800-10 step ~8 % faster (paired chunks of steps, docs/performance.md).
     When `c` would fall below 2^-20 (every 132nd step at mu = 0.9, every step
     at mu = 0), the step renormalises instead: `u <- (mu c) u + g; c <- 1`,
     so `u` stays within a factor 2^20 of `v` (float32 has range to spare).
