@@ -6,8 +6,8 @@ The benchmark recipe of tools/bench_train.py (60k samples, batch 128,
 momentum 0.9, float32), run through the engine's own pieces in `fit`'s
 order, with a clock read between them: the shuffle and the batch gather, the
 forward pass of each layer, the loss, the backward pass of each layer, the
-optimizer step (for `momentum.v1` it also computes the dense weight
-gradients: they are folded into the update, `mlpspec.nn.blas`) and the
+optimizer step (for `momentum.v1` it also computes the dense layers' weight
+and bias gradients: they are folded into the update, `mlpspec.nn.blas`) and the
 running-accuracy bookkeeping. Per epoch it prints the seconds of each part
 and their sum against the epoch's wall time. Clock reads cost ~0.1 us each,
 so the split adds under 1 % to the epoch.
