@@ -266,15 +266,16 @@ def train_step(*, network: Network, loss, optimizer, regularization: model.Regul
     infinite. Every argument is keyword-only, so the pieces cannot be swapped.
 
     With an optimizer that `FUSES` (sgd.v1, momentum.v1 on NumPy's own
-    OpenBLAS) and no L2 or clipping, the dense weight gradients are never
-    written out: the optimizer folds each product X^T dY into its update.
+    OpenBLAS) and no L2 or clipping, the dense weight and bias gradients are
+    never written out: the optimizer folds each product (X^T dY, 1^T dY) into
+    its update.
     """
     Z, backprop = network.forward(X, training=True)
     value, dZ = loss(Z, T)
     if not math.isfinite(value):
         raise LossNotFinite(value)
-    # An optimizer that FUSES takes the dense weight gradients as products and folds
-    # them into its update (one GEMM, mlpspec.nn.blas); L2 and clipping need them as arrays.
+    # An optimizer that FUSES takes the dense weight and bias gradients as products and
+    # folds each into its update (one GEMM, mlpspec.nn.blas); L2 and clipping need arrays.
     fuse = optimizer.FUSES and not regularization.l2 and not regularization.clip_norm
     _, grad_of = backprop(dZ, defer=fuse)
     # Arrays and their gradients are paired by name here, in one place.
