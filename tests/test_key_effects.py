@@ -1523,3 +1523,15 @@ def test_targets_names_the_regression_target_columns(people):
         tabular_prepared(people, base)
     with pytest.raises(MlpspecError, match=r"line 3, column 2 \('age'\): missing target ''"):
         tabular_prepared(people, base.replace('"id"]', '"age"]'), task="regression")
+
+
+def test_momentum_through_fit_stays_textbook_momentum_across_renormalisations():
+    """momentum.v1 keeps its velocity scaled by the momenta since the last renormalisation
+    (at mu = 0.6 every 28th step): 60 steps through `fit` land on textbook momentum's weights."""
+    spec = linear("train.epochs=60", "train.batch_size=12",
+                  'train.optimizer={type="momentum.v1", learning_rate=0.2, momentum=0.6}')
+    data = table()
+    _, W, b = trained(spec, data)
+    W_hand, b_hand = hand_steps(spec, data, 60, momentum_update(0.2, 0.6))
+    np.testing.assert_allclose(W, W_hand, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(b, b_hand, rtol=1e-10, atol=1e-13)
