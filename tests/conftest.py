@@ -52,8 +52,8 @@ def npz_spec(name: str, *, inputs: int, seed: int = 0, data: str = "") -> str:
             f"{data}[network]\ninputs = {inputs}\n")
 
 
-def momentum_mlp(units: int) -> str:
-    """The rest of an `npz_spec`: `inputs -> units (ReLU) -> 3`, 3 epochs of momentum SGD."""
+def relu_mlp(units: int) -> str:
+    """The layers after an `npz_spec`: `inputs -> units (ReLU) -> 3`; `[train]` follows."""
     return f"""
 [[network.layers]]
 type = "dense.v1"
@@ -63,7 +63,12 @@ type = "relu.v1"
 [[network.layers]]
 type = "dense.v1"
 units = 3
-[train]
+"""
+
+
+def momentum_mlp(units: int) -> str:
+    """The rest of an `npz_spec`: `relu_mlp(units)`, 3 epochs of momentum SGD."""
+    return relu_mlp(units) + """[train]
 epochs = 3
 batch_size = 32
 [train.optimizer]

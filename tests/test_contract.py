@@ -18,7 +18,7 @@ from mlpspec.data.prepare import load_raw, prepare, split_validation
 from mlpspec.spec import load_spec
 from mlpspec.train import build_network
 
-from conftest import invoke, npz_spec, run_standalone_infer
+from conftest import invoke, npz_spec, relu_mlp, run_standalone_infer
 
 
 # Wine-like features: a few units apart in some columns, hundreds in others,
@@ -28,16 +28,7 @@ FEATURE_SPREADS = np.array([0.8, 1.1, 0.27, 3.3, 14.0, 0.6, 1.0, 0.12, 0.57, 2.3
 
 TABULAR = npz_spec("tabular", inputs=13, seed=3, data=(
     '[data.preprocess]\nscale = "standardize"\n'
-    '[data.validation]\ntake_from = "train"\nsize = 30\n')) + """
-[[network.layers]]
-type = "dense.v1"
-units = 16
-[[network.layers]]
-type = "relu.v1"
-[[network.layers]]
-type = "dense.v1"
-units = 3
-[train]
+    '[data.validation]\ntake_from = "train"\nsize = 30\n')) + relu_mlp(16) + """[train]
 epochs = 30
 batch_size = 16
 [train.optimizer]

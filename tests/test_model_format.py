@@ -24,7 +24,7 @@ from mlpspec.export import model_to_bytes, write_model
 from mlpspec.spec import parse_spec
 from mlpspec.train import build_network
 
-from conftest import npz_spec
+from conftest import npz_spec, relu_mlp
 
 MODEL_FILES = Path(__file__).parent / "model_files"
 V1_0 = MODEL_FILES / "v1.0.mlpm"
@@ -48,16 +48,7 @@ V1_2_LOGITS = [[0.5706477761268616, -0.34099870920181274],
 V1_2_VALUES = [[196.47520264983177, -0.7713124193251133],
                [144.2345512509346, -1.0181695520877838]]
 
-SMALL_SPEC = npz_spec("small", inputs=6) + """
-[[network.layers]]
-type = "dense.v1"
-units = 4
-[[network.layers]]
-type = "relu.v1"
-[[network.layers]]
-type = "dense.v1"
-units = 3
-[train]
+SMALL_SPEC = npz_spec("small", inputs=6) + relu_mlp(4) + """[train]
 epochs = 1
 """
 

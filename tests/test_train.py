@@ -10,18 +10,9 @@ from mlpspec.errors import TrainingError
 from mlpspec.spec import parse_spec
 from mlpspec.train import Interrupted, fit
 
-from conftest import npz_spec
+from conftest import npz_spec, relu_mlp
 
-SPEC = npz_spec("blobs", inputs=20, seed=3) + """
-[[network.layers]]
-type = "dense.v1"
-units = 32
-[[network.layers]]
-type = "relu.v1"
-[[network.layers]]
-type = "dense.v1"
-units = 3
-[train]
+SPEC = npz_spec("blobs", inputs=20, seed=3) + relu_mlp(32) + """[train]
 epochs = 5
 batch_size = 16
 [train.optimizer]
