@@ -108,7 +108,10 @@ class Layer:
 
 @attrs.frozen
 class Product:
-    """A weight gradient not yet computed: `a.T @ b`, a `(batch, n_in)`, b `(batch, n_out)`.
+    """A gradient not yet computed: `a.T @ b`, a `(batch, m)`, b `(batch, n_out)`.
+
+    Dense's weight gradient is `Product(X, dY)` (m = n_in), its bias gradient
+    `Product(ones (batch, 1), dY)` (m = 1, the `(n_out,)` bias taken as a row).
 
     Dense's backprop returns it with `defer=True`; an optimizer with `FUSES`
     folds it into its update in one BLAS call. It refers to the step's

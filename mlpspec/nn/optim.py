@@ -32,10 +32,11 @@ update from ~1.5-1.65 ms to ~1.3-1.4 ms; for small arrays it changes nothing.
 
 Fused steps: `sgd.v1` and `momentum.v1` have `FUSES` (when NumPy's own
 OpenBLAS can be called directly, `mlpspec.nn.blas`): the trainer then hands
-them each dense weight gradient as a `Product` (X, dY), and they apply it in
-one GEMM that accumulates into the (scaled, see `Momentum`) velocity or the
-weights (`alpha = -lr`, `beta = 1`), then one AXPY. Same formulas; the gradient is
-never written out, which saves a pass of every weight-sized array per step.
+them each dense weight and bias gradient as a `Product` ((X, dY) and (1, dY)),
+and they apply it in one GEMM that accumulates into the (scaled, see
+`Momentum`) velocity or the parameter (`alpha = -lr`, `beta = 1`), then one
+AXPY. Same formulas; the gradient is never written out, which saves a pass of
+every weight-sized array per step.
 The roundings differ from the array path (the AXPY may use fused
 multiply-adds), so a fused run is not bit-equal to an unfused one; both are
 deterministic.
@@ -62,9 +63,9 @@ class Optimizer:
     SLOTS: tuple[str, ...] = ()
     # Scalar state kept beside the slots: state key -> (attribute, dtype, value when absent).
     SCALARS: dict[str, tuple[str, type, float]] = {}
-    # Whether `step` takes weight gradients as `Product`s (a^T b not yet computed) and
-    # folds each into its update with one BLAS call (mlpspec.nn.blas); the others
-    # get arrays only.
+    # Whether `step` takes dense weight and bias gradients as `Product`s (a^T b not
+    # yet computed) and folds each into its update with one BLAS call
+    # (mlpspec.nn.blas); the others get arrays only.
     FUSES = False
 
     def __init__(self, *, learning_rate: float) -> None:
