@@ -148,6 +148,8 @@ class Dense(Layer):
         n = X.shape[0]
         if training and blas.AVAILABLE:
             # The product accumulates onto the broadcast bias (beta = 1): no pass to add b.
+            # Training only: evaluation keeps matmul then + b, whose bits infer.py gives
+            # (the two round differently; tests/test_regression.py fails if they mix).
             Y = alloc("Y", (n, self.n_out), self.dtype)
             np.copyto(Y, b)
             blas.gemm_nn(X, W, Y, alpha=1.0, beta=1.0)
