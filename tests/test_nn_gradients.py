@@ -200,6 +200,23 @@ def test_cross_entropy_is_stable_for_huge_logits():
     assert value == pytest.approx(500.0)  # sample 0 costs 0, sample 1 costs 1000
 
 
+@pytest.mark.parametrize("columns", [10, 100])
+def test_cross_entropy_row_maximum_is_numpys_for_narrow_and_wide_outputs(columns):
+    """The loss takes each row's maximum down the columns of a transposed copy when the
+    rows are short: the same values as Z.max(axis=1), NaN and infinities included."""
+    from mlpspec.nn.losses import _row_max
+
+    rng = np.random.default_rng(4)
+    for dtype in (np.float32, np.float64):
+        Z = rng.standard_normal((33, columns)).astype(dtype)
+        Z[3, 5], Z[7, :] = np.nan, -np.inf
+        Z[9, 2] = np.inf
+        found, expected = _row_max(Z), Z.max(axis=1, keepdims=True)
+        assert found.shape == expected.shape == (33, 1) and found.dtype == dtype
+        np.testing.assert_array_equal(found, expected)
+        np.testing.assert_array_equal(_row_max(Z[::2]), Z[::2].max(axis=1, keepdims=True))
+
+
 def test_mse():
     rng = np.random.default_rng(0)
     Z = rng.standard_normal((6, 4))

@@ -100,6 +100,25 @@ def test_large_params_updated_in_blocks_match_scalar_updates(name):
         assert p[index] == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("name", ["sgd.v1", "momentum.v1"])
+def test_a_fused_step_handed_other_arrays_updates_those(name):
+    """The fused steps keep their operands' addresses between steps; handed other arrays
+    of the same shapes, they update the arrays given, never the ones seen before."""
+    from mlpspec.nn.layers import Product
+
+    optimizer = registry.make("optimizer", name, {"learning_rate": 0.1} if name == "sgd.v1" else {})
+    if not optimizer.FUSES:
+        pytest.skip("NumPy's own OpenBLAS is not reachable")
+    rng = np.random.default_rng(5)
+    X, dY = rng.random((4, 3), dtype=np.float32), rng.random((4, 2), dtype=np.float32)
+    first, second = np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32)
+    optimizer.step([first], [Product(X, dY)], 0.1)
+    seen = first.copy()
+    optimizer.step([second], [Product(X, dY)], 0.1)
+    np.testing.assert_array_equal(first, seen)
+    assert np.all(second < 0)
+
+
 def test_state_is_allocated_in_the_params_dtype():
     optimizer = make_optimizer("adam.v1")
     p = np.ones(3, np.float32)

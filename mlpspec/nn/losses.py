@@ -42,6 +42,18 @@ def probabilities(Z: np.ndarray) -> np.ndarray:
     return P
 
 
+def _row_max(Z: np.ndarray) -> np.ndarray:
+    """`Z.max(axis=1, keepdims=True)`, the same values (a maximum does not round).
+
+    NumPy reduces a short last axis row by row: 6.7 us for (128, 10) float32,
+    against 2.3 us for the maximum down the columns of a transposed copy,
+    which runs over all rows at once.
+    """
+    if Z.shape[1] < 64:
+        return np.ascontiguousarray(Z.T).max(axis=0)[:, None]
+    return Z.max(axis=1, keepdims=True)
+
+
 def _one_hot_like(T: np.ndarray, Z: np.ndarray, loss: object) -> np.ndarray:
     if T.shape != Z.shape:
         raise ValueError(f"{type(loss).__name__}: targets of shape {T.shape} do not match "
@@ -74,7 +86,7 @@ class SoftmaxCrossEntropy:
         if self.weights is not None:
             return self._weighted(Z, T)
         # log softmax(Z) = Z - log_norm, log_norm = max + log(sum(exp(Z - max)))
-        top = Z.max(axis=1, keepdims=True)
+        top = _row_max(Z)
         dZ = np.subtract(Z, top)
         np.exp(dZ, out=dZ)
         total = np.add.reduce(dZ, axis=1, keepdims=True)

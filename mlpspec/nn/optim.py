@@ -72,6 +72,7 @@ class Optimizer:
         self.learning_rate = float(learning_rate)
         self.slots: dict[str, list[np.ndarray]] = {}
         self._scratch: list[np.ndarray] = []  # not state: reused temporaries
+        self._fixed: list[tuple[blas.Fixed, ...]] = []  # fusing steps: (p, *slots) as blas.Fixed
 
     def _init_slots(self, params: Sequence[np.ndarray]) -> None:
         if self._scratch and len(self._scratch) == len(params):
@@ -91,6 +92,19 @@ class Optimizer:
             else:
                 self.slots[name] = [a.astype(p.dtype, copy=False) for a, p in zip(loaded, params)]
         self._scratch = [np.empty(min(p.size, BLOCK), p.dtype) for p in params]
+        self._fixed = []
+
+    def _fixed_operands(self, params: Sequence[np.ndarray]) -> list[tuple[blas.Fixed, ...]]:
+        """`(p, *slots)` of each parameter as `blas.Fixed` (addresses read once), for fused steps.
+
+        Made again whenever `params` are not the very arrays they were made for.
+        """
+        fixed = self._fixed
+        if len(fixed) != len(params) or any(f[0].array is not p for f, p in zip(fixed, params)):
+            slots = [self.slots[name] for name in self.SLOTS]
+            fixed = self._fixed = [tuple(blas.Fixed(a) for a in (p, *(s[i] for s in slots)))
+                                   for i, p in enumerate(params)]
+        return fixed
 
     def _blocks(self, params, grads, *slots):
         """Yield `(p, g, *slots, scratch)` as matching 1-D views, one block at a time.
@@ -144,10 +158,13 @@ class SGD(Optimizer):
     FUSES = blas.AVAILABLE
 
     def _update(self, params, grads, lr):
-        for p, g in zip(params, grads):
+        arrays = False
+        for (p,), g in zip(self._fixed_operands(params), grads):
             if isinstance(g, Product):
                 blas.gemm_tn(g.a, g.b, p, alpha=-lr, beta=1.0)  # p <- p - lr a^T b, one GEMM
-        for p, g, tmp in self._blocks(params, grads):
+            else:
+                arrays = True
+        for p, g, tmp in self._blocks(params, grads) if arrays else ():
             p -= np.multiply(g, lr, out=tmp)
 
 
@@ -184,11 +201,14 @@ class Momentum(Optimizer):
         else:  # u <- u + g / c
             alpha, beta = 1.0 / scale, 1.0
         self.scale = scale
-        for p, g, u in zip(params, grads, self.slots["velocity"]):
+        arrays = False
+        for (p, u), g in zip(self._fixed_operands(params), grads):
             if isinstance(g, Product):
                 blas.gemm_tn(g.a, g.b, u, alpha=alpha, beta=beta)  # u <- alpha a^T b + beta u
                 blas.axpy(-lr * scale, u, p)  # p <- p - lr c u
-        for p, g, u, tmp in self._blocks(params, grads, self.slots["velocity"]):
+            else:
+                arrays = True
+        for p, g, u, tmp in self._blocks(params, grads, self.slots["velocity"]) if arrays else ():
             if beta != 1.0:
                 u *= beta
             u += np.multiply(g, alpha, out=tmp) if alpha != 1.0 else g
