@@ -1,6 +1,6 @@
 """The peer side of tools/bench_train.py: one architecture in PyTorch (and scikit-learn).
 
-    python _torch_mlp.py DATA_DIR 784-256-128-10 --epochs 3 [--sklearn]
+    python _torch_mlp.py DATA_DIR 784-256-128-10 --epochs 3 [--sklearn] [--lockstep]
 
 Runs in a throwaway venv with torch (and scikit-learn), never in mlpspec's.
 DATA_DIR holds x_train, y_train, x_test, y_test as `.npy` files (float32
@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -39,8 +40,15 @@ def build(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
+def lockstep_wait() -> None:
+    """Block until the benchmark says "go" on stdin (`--lockstep`, see tools/bench_train.py)."""
+    line = sys.stdin.readline().strip()
+    if line != "go":
+        raise SystemExit(f"_torch_mlp.py --lockstep: expected 'go' on stdin, got {line!r}")
+
+
 def run_torch(data: dict[str, np.ndarray], sizes: list[int], epochs: int, batch_size: int,
-              lr: float, momentum: float) -> dict:
+              lr: float, momentum: float, lockstep: bool = False) -> dict:
     torch.manual_seed(0)
     X, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])
     model = build(sizes)
@@ -49,7 +57,11 @@ def run_torch(data: dict[str, np.ndarray], sizes: list[int], epochs: int, batch_
     shuffle = torch.Generator().manual_seed(0)
     n = len(X)
     seconds, train_loss = [], 0.0
+    if lockstep:
+        print("ready", flush=True)
     for _ in range(epochs):
+        if lockstep:
+            lockstep_wait()
         start = time.perf_counter()
         order = torch.randperm(n, generator=shuffle)
         loss_sum = 0.0
@@ -62,6 +74,8 @@ def run_torch(data: dict[str, np.ndarray], sizes: list[int], epochs: int, batch_
             loss_sum += loss.item() * len(index)  # mlpspec tallies the loss too
         seconds.append(time.perf_counter() - start)
         train_loss = loss_sum / n
+        if lockstep:
+            print(json.dumps({"epoch_seconds": seconds[-1]}), flush=True)
     with torch.no_grad():
         predicted = model(torch.from_numpy(data["x_test"])).argmax(dim=1).numpy()
     return {"s_per_epoch": statistics.median(seconds), "epoch_seconds": seconds,
@@ -122,12 +136,15 @@ def main() -> None:
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, the cores)")
     parser.add_argument("--sklearn", action="store_true", help="also time MLPClassifier")
+    parser.add_argument("--lockstep", action="store_true",
+                        help='print "ready", then run each epoch on a "go" line from stdin and '
+                             'print its seconds (tools/bench_train.py alternates epochs this way)')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = load(args.data_dir)
     sizes = [int(units) for units in args.arch.split("-")]
     recipe = (sizes, args.epochs, args.batch_size, args.lr, args.momentum)
-    out = {"torch": run_torch(data, *recipe)}
+    out = {"torch": run_torch(data, *recipe, lockstep=args.lockstep)}
     if args.sklearn:
         out["sklearn"] = run_sklearn(data, *recipe)
     print(json.dumps(out))

@@ -1,7 +1,7 @@
 """Training speed of mlpspec against PyTorch CPU on MNIST, run alternately so noise shows.
 
     python tools/bench_train.py [--epochs 3] [--rounds 5] [--arch 784-256-128-10]... \\
-        [--torch-python PATH] [--threads 2]
+        [--pairing epoch|run] [--peer torch|mlpspec] [--torch-python PATH] [--threads 2]
 
 Both sides train each architecture (ReLU hidden layers) with one recipe: the
 full 60k training set scaled to [0, 1], float32, He-normal weights and zero
@@ -14,11 +14,23 @@ Why it can be trusted on a shared machine:
 - every run is its own subprocess (`--worker mlpspec`, or tools/_torch_mlp.py
   in the torch interpreter), so neither side warms caches, thread pools or
   the allocator for the other;
-- the sides alternate, `--rounds` times, in the order AB BA AB ... (so a
-  drift in the machine's load hits both sides alike), and each round's ratio
-  is paired (mlpspec / torch of the same round);
-- it reports medians with their spread (min-max over rounds) of s/epoch and of
-  the ratio, and the 1-minute load average before and after;
+- the sides alternate, and what is compared is paired in time. With
+  `--pairing epoch` (the default) each round starts both sides' processes
+  together and runs their epochs in turn, one side computing while the other
+  waits on a pipe: epoch 1 of A, epoch 1 of B, epoch 2 of B, epoch 2 of A ...
+  (AB BA AB ..., the first side alternating between rounds), each after a
+  PAUSE so the other side's threads have stopped spinning; each epoch pair
+  gives a ratio (mlpspec / torch), `--epochs` x `--rounds` of them. With
+  `--pairing run` the sides' whole runs alternate (AB BA AB ...) and each
+  round gives one ratio of the runs' median epochs. The host's slow
+  stretches last seconds (a 2-thread GEMM falls from ~200 to ~140 GFLOP/s
+  for 3-10 s at a time), so pairing epochs seconds apart rather than runs
+  tens of seconds apart lets fewer of them fall on one side only;
+- it reports medians with their spread (min-max) of s/epoch and of the
+  ratio, and the 1-minute load average before and after;
+- `--peer mlpspec` runs mlpspec against itself (an A/A run): the ratio's
+  scatter around 1.0 is the benchmark's own noise on this machine, the
+  yardstick for any single figure it prints;
 - each side's s/epoch is also given as a fraction of the physical floor: the
   epoch's GEMM FLOPs (forward; backward without the input gradient of the
   first layer) divided by this machine's float32 GEMM peak, measured in the
@@ -59,6 +71,7 @@ TARGET_ACCURACY_GAP = 0.003  # and test accuracies within 0.3 pt
 BATCH_SIZE, LEARNING_RATE, MOMENTUM = 128, 0.05, 0.9
 TORCH_REQUIREMENTS = ("torch==2.13.0", "numpy", "threadpoolctl")
 TRAIN_SAMPLES = 60_000
+PAUSE = 0.3  # seconds before each lockstep epoch: the other side's threads stop spinning
 
 SPEC = """
 spec_version = 1
@@ -152,8 +165,20 @@ def gemm_peak(seconds: float = 3.0, size: int = 2048) -> float:
 # ------------------------------------------------------------------ the workers
 
 
-def worker_mlpspec(data_dir: Path, arch: str, epochs: int, threads: int) -> dict:
-    """One mlpspec run (in its own process): `fit` as a user calls it, then the test accuracy."""
+def lockstep_wait() -> None:
+    """Block until the orchestrator says "go" on stdin (`--lockstep`)."""
+    line = sys.stdin.readline().strip()
+    if line != "go":
+        raise SystemExit(f"bench_train.py --lockstep: expected 'go' on stdin, got {line!r}")
+
+
+def worker_mlpspec(data_dir: Path, arch: str, epochs: int, threads: int, lockstep: bool = False) -> dict:
+    """One mlpspec run (in its own process): `fit` as a user calls it, then the test accuracy.
+
+    `lockstep`: print "ready", run each epoch on a "go" line from stdin and
+    print its seconds (as JSON) when it ends; the wait falls between epochs,
+    outside the time `fit` records for each.
+    """
     from threadpoolctl import threadpool_limits
 
     from mlpspec.compute import environment
@@ -162,9 +187,18 @@ def worker_mlpspec(data_dir: Path, arch: str, epochs: int, threads: int) -> dict
 
     spec = bench_spec(arch, epochs)
     data = Prepared.load(data_dir)
+
+    def epoch_done(record) -> None:
+        print(json.dumps({"epoch_seconds": record.seconds}), flush=True)
+        if record.epoch < epochs:
+            lockstep_wait()
+
     with threadpool_limits(threads, user_api="blas"):
         pools = blas_pools()
-        result = fit(spec, data)
+        if lockstep:
+            print("ready", flush=True)
+            lockstep_wait()
+        result = fit(spec, data, on_epoch=epoch_done if lockstep else None)
     seconds = [record.seconds for record in result.history]
     _, accuracy = evaluate_split(result.network, build_loss(spec), data.x_test, data.y_test)
     return {"s_per_epoch": statistics.median(seconds), "epoch_seconds": seconds,
@@ -172,8 +206,10 @@ def worker_mlpspec(data_dir: Path, arch: str, epochs: int, threads: int) -> dict
             "pools": pools, "numpy": np.__version__, "compute": environment()}
 
 
-def run_side(side: str, python: str, data_dir: Path, arch: str, epochs: int, threads: int) -> dict:
-    if side == "mlpspec":
+def side_command(side: str, python: str, data_dir: Path, arch: str, epochs: int, threads: int,
+                 lockstep: bool) -> list[str]:
+    """The worker command of `side`: "mlpspec", "torch", or "mlpspec-peer" (`--peer mlpspec`)."""
+    if side.startswith("mlpspec"):
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(data_dir),
                    "--arch", arch, "--epochs", str(epochs), "--threads", str(threads)]
     else:
@@ -181,9 +217,65 @@ def run_side(side: str, python: str, data_dir: Path, arch: str, epochs: int, thr
                    "--threads", str(threads),
                    "--batch-size", str(BATCH_SIZE), "--lr", str(LEARNING_RATE),
                    "--momentum", str(MOMENTUM)]
+    return command + (["--lockstep"] if lockstep else [])
+
+
+def _result(side: str, last_line: str) -> dict:
+    out = json.loads(last_line)
+    return out if side.startswith("mlpspec") else out["torch"]
+
+
+def run_side(side: str, python: str, data_dir: Path, arch: str, epochs: int, threads: int,
+             peer: str = "torch") -> dict:
+    """One whole run of one side (`--pairing run`)."""
+    side = "mlpspec-peer" if side == "torch" and peer == "mlpspec" else side
+    command = side_command(side, python, data_dir, arch, epochs, threads, lockstep=False)
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    return out if side == "mlpspec" else out["torch"]
+    return _result(side, done.stdout.strip().splitlines()[-1])
+
+
+def run_lockstep(order: tuple[str, str], python: str, data_dir: Path, arch: str, epochs: int,
+                 threads: int, peer: str = "torch") -> dict[str, dict]:
+    """One run of each side, both processes alive at once, their epochs alternating (`--pairing epoch`).
+
+    Epoch i runs on one side, then epoch i on the other, the sides taking
+    turns at going first (AB BA AB ... from `order`); only one side computes
+    at a time, the other waits on a pipe. Before each epoch the orchestrator
+    sleeps PAUSE seconds, so the BLAS/OpenMP threads of the side that just
+    finished have stopped spinning (OpenBLAS spins ~0.1 s after a call).
+    """
+    command = {"mlpspec": "mlpspec", "torch": "mlpspec-peer" if peer == "mlpspec" else "torch"}
+    processes = {side: subprocess.Popen(side_command(command[side], python, data_dir, arch, epochs,
+                                                     threads, lockstep=True),
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                 for side in order}
+    try:
+        def read(side: str) -> str:
+            line = processes[side].stdout.readline()
+            if not line:
+                raise RuntimeError(f"bench_train.py: the {side} worker ended early "
+                                   f"(exit {processes[side].wait()})")
+            return line.strip()
+
+        for side in order:
+            if read(side) != "ready":
+                raise RuntimeError(f"bench_train.py: the {side} worker did not report ready")
+        for epoch in range(epochs):
+            for side in order if epoch % 2 == 0 else order[::-1]:
+                time.sleep(PAUSE)
+                processes[side].stdin.write("go\n")
+                processes[side].stdin.flush()
+                json.loads(read(side))  # {"epoch_seconds": ...}; the final JSON repeats them
+        results = {side: _result(command[side], read(side)) for side in order}
+        for side, process in processes.items():
+            if process.wait() != 0:
+                raise RuntimeError(f"bench_train.py: the {side} worker failed (exit {process.returncode})")
+        return results
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def torch_python(given: str | None) -> str:
@@ -211,13 +303,20 @@ def spread(values: list[float], digits: int = 3) -> dict:
             "max": round(max(values), digits)}
 
 
-def summarise(arch: str, runs: dict[str, list[dict]], peak: float) -> dict:
+def paired(run: dict, pairing: str) -> list[float]:
+    """A run's units of comparison: its epochs (`epoch` pairing) or its median epoch (`run`)."""
+    return list(run["epoch_seconds"]) if pairing == "epoch" else [run["s_per_epoch"]]
+
+
+def summarise(arch: str, runs: dict[str, list[dict]], peak: float, pairing: str) -> dict:
     ours, theirs = runs["mlpspec"], runs["torch"]
     floor = epoch_gemm_flops(sizes_of(arch)) / peak
-    ratios = [a["s_per_epoch"] / b["s_per_epoch"] for a, b in zip(ours, theirs)]
-    row = {"arch": arch, "floor_s_per_epoch": round(floor, 3), "ratio": spread(ratios)}
+    ratios = [a / b for ours_run, theirs_run in zip(ours, theirs)
+              for a, b in zip(paired(ours_run, pairing), paired(theirs_run, pairing))]
+    row = {"arch": arch, "floor_s_per_epoch": round(floor, 3), "ratio": spread(ratios),
+           "pairs": len(ratios)}
     for side, side_runs in runs.items():
-        seconds = [run["s_per_epoch"] for run in side_runs]
+        seconds = [s for run in side_runs for s in paired(run, pairing)]
         row[side] = {
             "s_per_epoch": spread(seconds),
             "floor_fraction": round(floor / statistics.median(seconds), 3),
@@ -231,10 +330,17 @@ def summarise(arch: str, runs: dict[str, list[dict]], peak: float) -> dict:
     return row
 
 
-def print_table(rows: list[dict], peak: float, epochs: int, rounds: int) -> None:
-    print(f"{epochs} epochs x {rounds} rounds (AB BA ...), batch {BATCH_SIZE}; s/epoch median "
-          f"[min-max] over rounds; float32 GEMM peak {peak / 1e9:.0f} GFLOP/s")
-    print(f"{'architecture':16} {'mlpspec s':>18} {'torch s':>18} {'ratio':>17} {'floor s':>7} "
+def print_table(rows: list[dict], peak: float, epochs: int, rounds: int, pairing: str,
+                peer: str = "torch") -> None:
+    if pairing == "epoch":
+        how = (f"epochs alternating AB BA ... in each round; s/epoch and ratio median [min-max] "
+               f"over the {rows[0]['pairs']} epoch pairs")
+    else:
+        how = "runs alternating AB BA ...; s/epoch and ratio median [min-max] over the rounds"
+    print(f"{epochs} epochs x {rounds} rounds, batch {BATCH_SIZE}, {how}; float32 GEMM peak "
+          f"{peak / 1e9:.0f} GFLOP/s")
+    other = "torch" if peer == "torch" else "peer (mlpspec)"
+    print(f"{'architecture':16} {'mlpspec s':>18} {other + ' s':>18} {'ratio':>17} {'floor s':>7} "
           f"{'floor% ml':>9} {'floor% pt':>9} {'acc ml':>7} {'acc pt':>7}")
     for row in rows:
         def cell(stats, width=18, fmt="{:.2f}"):
@@ -256,46 +362,68 @@ def main() -> None:
     parser.add_argument("--torch-python", help="python with torch and threadpoolctl")
     parser.add_argument("--threads", type=int, default=2,
                         help="BLAS threads of mlpspec and torch threads (default 2, the cores)")
+    parser.add_argument("--pairing", choices=("epoch", "run"), default="epoch",
+                        help="what is paired: each side's epochs, alternating within a round "
+                             "(default), or each side's whole run (runs alternating)")
+    parser.add_argument("--peer", choices=("torch", "mlpspec"), default="torch",
+                        help="the other side; mlpspec against itself (an A/A run) shows the "
+                             "benchmark's own noise: its ratios scatter around 1.0")
+    parser.add_argument("--peak-seconds", type=float, default=3.0,
+                        help="seconds of 2048^3 sgemms at the start and the end for the GEMM peak "
+                             "(a third of it after every round; default 3)")
     parser.add_argument("--worker", type=Path, metavar="DATA_DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--lockstep", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.epochs < 1 or args.rounds < 1:
         parser.error("--epochs and --rounds: expected positive integers")
+    if not args.peak_seconds > 0:
+        parser.error("--peak-seconds: expected a positive number of seconds")
     archs = args.arch or list(ARCHS)
     if args.worker is not None:
-        print(json.dumps(worker_mlpspec(args.worker, archs[0], args.epochs, args.threads)))
+        print(json.dumps(worker_mlpspec(args.worker, archs[0], args.epochs, args.threads,
+                                        args.lockstep)))
         return
     os.environ.setdefault("MLPSPEC_MIRRORS", str(REPO.parent / "shared" / "data" / "mnist"))
-    python = torch_python(args.torch_python)
+    python = torch_python(args.torch_python) if args.peer == "torch" else sys.executable
     load_before = os.getloadavg()[0]
 
     results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="mlpspec-bench-") as tmp:
         data_dir = Path(tmp)
         load_data(bench_spec(archs[0], args.epochs)).save(data_dir)
-        peaks = [gemm_peak()]
+        peaks = [gemm_peak(seconds=args.peak_seconds)]
         for arch in archs:
             results[arch] = {"mlpspec": [], "torch": []}
             for round_ in range(args.rounds):
                 order = ("mlpspec", "torch") if round_ % 2 == 0 else ("torch", "mlpspec")
+                if args.pairing == "epoch":
+                    print(f"{arch} round {round_ + 1}/{args.rounds}: {' and '.join(order)}, "
+                          f"epochs alternating ...", file=sys.stderr)
+                    both = run_lockstep(order, python, data_dir, arch, args.epochs, args.threads,
+                                        args.peer)
+                    for side in order:
+                        results[arch][side].append(both[side])
+                    peaks.append(gemm_peak(seconds=args.peak_seconds / 3))  # the best of many
+                    continue
                 for side in order:
                     print(f"{arch} round {round_ + 1}/{args.rounds}: {side} ...", file=sys.stderr)
                     results[arch][side].append(run_side(side, python, data_dir, arch, args.epochs,
-                                                        args.threads))
-                peaks.append(gemm_peak(seconds=1.0))  # the best of many: load only lowers it
-        peaks.append(gemm_peak())
+                                                        args.threads, args.peer))
+                peaks.append(gemm_peak(seconds=args.peak_seconds / 3))  # the best of many: load only lowers it
+        peaks.append(gemm_peak(seconds=args.peak_seconds))
     peak = max(peaks)
     load_after = os.getloadavg()[0]
 
-    rows = [summarise(arch, runs, peak) for arch, runs in results.items()]
+    rows = [summarise(arch, runs, peak, args.pairing) for arch, runs in results.items()]
     first = next(iter(results.values()))
     environment = {
         "mlpspec": {"pools": first["mlpspec"][0]["pools"], "numpy": first["mlpspec"][0]["numpy"],
                     "compute": first["mlpspec"][0]["compute"]},
-        "torch": {"pools": first["torch"][0].get("pools"), "threads": first["torch"][0]["threads"],
-                  "version": first["torch"][0]["version"], "numpy": first["torch"][0].get("numpy")},
+        "torch": {"pools": first["torch"][0].get("pools"), "threads": first["torch"][0].get("threads"),
+                  "version": first["torch"][0].get("version"), "numpy": first["torch"][0].get("numpy")},
         "cpus": os.cpu_count(),
     }
-    print_table(rows, peak, args.epochs, args.rounds)
+    print_table(rows, peak, args.epochs, args.rounds, args.pairing, args.peer)
     print(f"load average (1 min) before {load_before:.2f}, after {load_after:.2f}; "
           f"GEMM peak measurements {[round(p / 1e9) for p in peaks]} GFLOP/s")
     if any(row[side]["floor_fraction"] > 1 for row in rows for side in ("mlpspec", "torch")):
@@ -304,7 +432,9 @@ def main() -> None:
     met = all(row["met"] for row in rows)
     print(f"target: ratio median <= {TARGET_RATIO} and accuracy gap <= {TARGET_ACCURACY_GAP:.1%} "
           f"for every network; met: {met}")
-    print(json.dumps({"epochs": args.epochs, "rounds": args.rounds, "batch_size": BATCH_SIZE,
+    print(json.dumps({"epochs": args.epochs, "rounds": args.rounds, "pairing": args.pairing,
+                      "peer": args.peer,
+                      "batch_size": BATCH_SIZE,
                       "threads": args.threads,
                       "gemm_peak_flops": [round(p) for p in peaks], "results": rows, "met": met,
                       "environment": environment, "load_before": round(load_before, 2),
