@@ -6,7 +6,7 @@
                                     A (m, k), B (k, n), C (m, n)
     axpy(alpha, x, y)               y <- y + alpha x, in place (same shape)
     Fixed(array)                    an in-place operand whose address is read once
-                                    (C of gemm_tn, x and y of axpy)
+                                    (C of a gemm, x and y of axpy)
 
 Why: a momentum step is `v <- mu v + X^T dY; W <- W - lr v`. With
 `np.matmul` the gradient X^T dY must first be written to its own array (it
@@ -126,31 +126,35 @@ def _matrix(C: np.ndarray, m: int, n: int, name: str) -> np.ndarray:
     raise ValueError(f"blas.{name}: output of shape {C.shape}, expected ({m}, {n})")
 
 
-def gemm_tn(A: np.ndarray, B: np.ndarray, C: np.ndarray | Fixed, *, alpha: float, beta: float) -> None:
-    """C <- alpha A^T B + beta C in place; A `(k, m)`, B `(k, n)`, C `(m, n)` (or `(n,)` if m = 1)."""
+def _gemm(name: str, transpose_a: bool, A: np.ndarray, B: np.ndarray, C: np.ndarray | Fixed,
+          alpha: float, beta: float) -> None:
+    """C <- alpha op(A) B + beta C in place, op(A) = A^T or A; `name` for the errors."""
     C, c = _operand(C)
-    k, m = A.shape
+    if transpose_a:
+        k, m = A.shape
+    else:
+        m, k = A.shape
     n = B.shape[1]
     if B.shape[0] != k:
-        raise ValueError(f"blas.gemm_tn: shapes {A.shape}^T @ {B.shape} -> {C.shape} do not match")
-    C = _matrix(C, m, n, "gemm_tn")
+        shown = f"{A.shape}^T" if transpose_a else f"{A.shape}"
+        raise ValueError(f"blas.{name}: shapes {shown} @ {B.shape} -> {C.shape} do not match")
+    if C.shape != (m, n):
+        C = _matrix(C, m, n, name)
     gemm, _ = _FUNCTIONS[C.dtype]
     # The inputs may be views (a slice of a batch); the output is written in place.
     A, B = np.ascontiguousarray(A), np.ascontiguousarray(B)
-    gemm(ROW_MAJOR, TRANS, NO_TRANS, m, n, k, alpha, _address(A, C.dtype), m,
-         _address(B, C.dtype), n, beta, c, n)
+    gemm(ROW_MAJOR, TRANS if transpose_a else NO_TRANS, NO_TRANS, m, n, k, alpha,
+         _address(A, C.dtype), A.shape[1], _address(B, C.dtype), n, beta, c, n)
 
 
-def gemm_nn(A: np.ndarray, B: np.ndarray, C: np.ndarray, *, alpha: float, beta: float) -> None:
-    """C <- alpha A B + beta C in place; A `(m, k)`, B `(k, n)`, C `(m, n)`."""
-    m, k = A.shape
-    n = B.shape[1]
-    if B.shape[0] != k or C.shape != (m, n):
-        raise ValueError(f"blas.gemm_nn: shapes {A.shape} @ {B.shape} -> {C.shape} do not match")
-    gemm, _ = _FUNCTIONS[C.dtype]
-    A, B = np.ascontiguousarray(A), np.ascontiguousarray(B)
-    gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, alpha, _address(A, C.dtype), k,
-         _address(B, C.dtype), n, beta, _address(C, C.dtype), n)
+def gemm_tn(A: np.ndarray, B: np.ndarray, C: np.ndarray | Fixed, *, alpha: float, beta: float) -> None:
+    """C <- alpha A^T B + beta C in place; A `(k, m)`, B `(k, n)`, C `(m, n)` (or `(n,)` if m = 1)."""
+    _gemm("gemm_tn", True, A, B, C, alpha, beta)
+
+
+def gemm_nn(A: np.ndarray, B: np.ndarray, C: np.ndarray | Fixed, *, alpha: float, beta: float) -> None:
+    """C <- alpha A B + beta C in place; A `(m, k)`, B `(k, n)`, C `(m, n)` (or `(n,)` if m = 1)."""
+    _gemm("gemm_nn", False, A, B, C, alpha, beta)
 
 
 def axpy(alpha: float, x: np.ndarray | Fixed, y: np.ndarray | Fixed) -> None:
