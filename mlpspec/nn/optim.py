@@ -158,13 +158,10 @@ class SGD(Optimizer):
     FUSES = blas.AVAILABLE
 
     def _update(self, params, grads, lr):
-        arrays = False
         for (p,), g in zip(self._fixed_operands(params), grads):
             if isinstance(g, Product):
                 blas.gemm_tn(g.a, g.b, p, alpha=-lr, beta=1.0)  # p <- p - lr a^T b, one GEMM
-            else:
-                arrays = True
-        for p, g, tmp in self._blocks(params, grads) if arrays else ():
+        for p, g, tmp in self._blocks(params, grads):
             p -= np.multiply(g, lr, out=tmp)
 
 
@@ -201,14 +198,11 @@ class Momentum(Optimizer):
         else:  # u <- u + g / c
             alpha, beta = 1.0 / scale, 1.0
         self.scale = scale
-        arrays = False
         for (p, u), g in zip(self._fixed_operands(params), grads):
             if isinstance(g, Product):
                 blas.gemm_tn(g.a, g.b, u, alpha=alpha, beta=beta)  # u <- alpha a^T b + beta u
                 blas.axpy(-lr * scale, u, p)  # p <- p - lr c u
-            else:
-                arrays = True
-        for p, g, u, tmp in self._blocks(params, grads, self.slots["velocity"]) if arrays else ():
+        for p, g, u, tmp in self._blocks(params, grads, self.slots["velocity"]):
             if beta != 1.0:
                 u *= beta
             u += np.multiply(g, alpha, out=tmp) if alpha != 1.0 else g
