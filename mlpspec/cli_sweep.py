@@ -165,11 +165,9 @@ def runs_compare(
     for key, x, y in differences:
         typer.echo(f"{key:<{width}}  {_value(x):>14}  {_value(y):>14}")
     typer.echo("")
-    fields = [("train_seconds", _num)]
-    for split in ("validation", "test"):
-        fields[-1:-1] = [(f"{split}_accuracy", _pct), (f"{split}_loss", _num),
-                         *((f"{split}_{name}", _num) for name in REGRESSION_METRICS)]
-    for field, show in fields:
+    per_split = (("accuracy", _pct), ("loss", _num), *((name, _num) for name in REGRESSION_METRICS))
+    fields = [(f"{split}_{name}", show) for split in ("validation", "test") for name, show in per_split]
+    for field, show in [*fields, ("train_seconds", _num)]:
         if field in left or field in right:  # regression figures only for regression runs
             typer.echo(f"{field:<{width}}  {show(left.get(field)):>14}  {show(right.get(field)):>14}")
     typer.echo(f"{'A':<{width}}  {a}\n{'B':<{width}}  {b}")

@@ -36,7 +36,7 @@ import numpy as np
 
 def probabilities(Z: np.ndarray) -> np.ndarray:
     """Row-wise softmax of Z `(n_samples, k)`: class probabilities, rows sum to 1."""
-    P = Z - Z.max(axis=1, keepdims=True)
+    P = Z - _row_max(Z)
     np.exp(P, out=P)
     P /= P.sum(axis=1, keepdims=True)
     return P
@@ -126,7 +126,7 @@ class SoftmaxCrossEntropy:
         else:
             T = _one_hot_like(T, Z, self)
         w = (T @ self.weights.astype(Z.dtype))[:, None]  # (n, 1): a one-hot row picks its weight
-        top = Z.max(axis=1, keepdims=True)
+        top = _row_max(Z)
         P = np.exp(Z - top)
         total = P.sum(axis=1, keepdims=True)
         P /= total
